@@ -1,0 +1,21 @@
+//! Schema migrations for SQLite (the embedded default) and PostgreSQL.
+//!
+//! Migrations declare their own identifiers and never import today's entities, so an
+//! old migration keeps its meaning when the store's code moves on. Each migration is
+//! written once with sea-query's builders, which render the right SQL for both
+//! databases.
+
+pub use sea_orm_migration::MigratorTrait;
+use sea_orm_migration::prelude::*;
+
+mod m20260122_000001_initial;
+
+/// Every migration, oldest first.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20260122_000001_initial::Migration)]
+    }
+}

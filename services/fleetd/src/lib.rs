@@ -1,0 +1,119 @@
+//! `fleetd`, the central service: the roles of contract §4 as library functions, so
+//! the binary stays thin and the end-to-end tests run the real service in-process.
+//!
+//! - `serve`: migrations, ingest consumer and web in one process (the embedded default);
+//! - `migrate` / `ingest` / `web`: one role each, for replicas run apart;
+//! - `token`: signs a JWT with the service's secret.
+//!
+//! Each role runs until the shutdown signal, and `serve` reports how each task ended.
+
+pub mod settings;
+
+use std::net::TcpListener;
+
+use anyhow::Context;
+use fleet_ingest::{BrokerHealth, IngestMetrics};
+use fleet_store::Store;
+use fleet_web::AppState;
+use prometheus::Registry;
+use tokio::sync::watch;
+
+pub use settings::Settings;
+
+/// Opens the store, applies migrations and seeds the defaults.
+pub async fn migrate(settings: &Settings) -> anyhow::Result<Store> {
+    let store = Store::connect(&settings.database).await?;
+    store.migrate().await?;
+    store.seed_defaults().await?;
+    Ok(store)
+}
+
+/// Everything in one process until `shutdown`: migrations, ingest and web.
+pub async fn serve(
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let secret = settings.jwt_secret()?;
+    let store = migrate(&settings).await?;
+    let registry =
+        Registry::new_custom(Some("fleetd".to_owned()), None).context("metrics registry")?;
+    let metrics = IngestMetrics::register(&registry).context("registering ingest metrics")?;
+    let health = BrokerHealth::new();
+    let ingest = fleet_ingest::run(
+        settings.ingest.clone(),
+        store.clone(),
+        metrics,
+        health.clone(),
+        shutdown.clone(),
+    );
+    let state = AppState {
+        store,
+        secret,
+        registry,
+        broker: health,
+    };
+    let web = fleet_web::serve(listener, state, shutdown.clone());
+    let (ingest, web) = tokio::join!(ingest, web);
+    report("ingest", &ingest);
+    report("web", &web);
+    ingest.and(web)
+}
+
+/// The ingest consumer alone.
+pub async fn ingest(settings: Settings, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let store = Store::connect(&settings.database).await?;
+    let registry = Registry::new_custom(Some("fleetd".to_owned()), None)?;
+    let metrics = IngestMetrics::register(&registry)?;
+    fleet_ingest::run(
+        settings.ingest.clone(),
+        store,
+        metrics,
+        BrokerHealth::new(),
+        shutdown,
+    )
+    .await
+}
+
+/// The web role alone; it keeps a connection to the broker only for `/readyz`.
+pub async fn web(
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let secret = settings.jwt_secret()?;
+    let store = Store::connect(&settings.database).await?;
+    let registry = Registry::new_custom(Some("fleetd".to_owned()), None)?;
+    let health = BrokerHealth::new();
+    tokio::spawn(fleet_ingest::broker::watch(
+        settings.amqp_url.clone(),
+        health.clone(),
+        shutdown.clone(),
+    ));
+    fleet_web::serve(
+        listener,
+        AppState {
+            store,
+            secret,
+            registry,
+            broker: health,
+        },
+        shutdown,
+    )
+    .await
+}
+
+fn report(task: &str, result: &anyhow::Result<()>) {
+    match result {
+        Ok(()) => tracing::info!(task, "stopped"),
+        Err(err) => tracing::error!(task, error = format!("{err:#}"), "failed"),
+    }
+}
+
+/// Binds the HTTP listener, naming the setting when the address is taken.
+pub fn bind(settings: &Settings) -> anyhow::Result<TcpListener> {
+    let listener = TcpListener::bind(settings.http_addr)
+        .with_context(|| format!("FLEET_HTTP_ADDR: cannot listen on {}", settings.http_addr))?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}

@@ -1,0 +1,198 @@
+//! Settings from the environment (contract §4), checked before anything starts: a bad
+//! value names its variable and says why.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use fleet_ingest::IngestSettings;
+use fleet_store::DatabaseUrl;
+use fleet_web::JwtSecret;
+
+/// Everything `fleetd` needs to run.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub database: DatabaseUrl,
+    pub amqp_url: String,
+    pub http_addr: SocketAddr,
+    /// `FLEET_JWT_SECRET` if set; with SQLite a generated one is used otherwise.
+    pub jwt_secret: Option<JwtSecret>,
+    pub ingest: IngestSettings,
+}
+
+pub const DEFAULT_DATABASE: &str = "fleet.db";
+pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
+
+impl Settings {
+    /// Reads `FLEET_*` variables through `get` (the process environment in `main`).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        let database = DatabaseUrl::parse(
+            &get("FLEET_DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE.to_owned()),
+        )?;
+        let amqp_url = get("FLEET_AMQP_URL").unwrap_or_else(|| DEFAULT_AMQP_URL.to_owned());
+        if !(amqp_url.starts_with("amqp://") || amqp_url.starts_with("amqps://")) {
+            bail!("FLEET_AMQP_URL: {amqp_url:?} must start with amqp:// or amqps://");
+        }
+        let http = get("FLEET_HTTP_ADDR").unwrap_or_else(|| DEFAULT_HTTP_ADDR.to_owned());
+        let http_addr = http
+            .parse()
+            .with_context(|| format!("FLEET_HTTP_ADDR: {http:?} is not host:port"))?;
+        let jwt_secret = match get("FLEET_JWT_SECRET") {
+            Some(s) => Some(JwtSecret::new(s.into_bytes()).map_err(anyhow::Error::msg)?),
+            None if database.is_postgres() => {
+                bail!("FLEET_JWT_SECRET: required with PostgreSQL (at least 32 bytes)")
+            }
+            None => None,
+        };
+        let mut ingest = IngestSettings {
+            amqp_url: amqp_url.clone(),
+            ..IngestSettings::default()
+        };
+        if let Some(n) = get("FLEET_INGEST_BATCH_SIZE") {
+            ingest.batch_size = n.parse().ok().filter(|n| *n > 0).with_context(|| {
+                format!("FLEET_INGEST_BATCH_SIZE: {n:?} is not a number from 1 to 65535")
+            })?;
+        }
+        if let Some(ms) = get("FLEET_INGEST_MAX_WAIT_MS") {
+            let ms: u64 = ms.parse().with_context(|| {
+                format!("FLEET_INGEST_MAX_WAIT_MS: {ms:?} is not a number of milliseconds")
+            })?;
+            ingest.max_wait = Duration::from_millis(ms);
+        }
+        Ok(Self {
+            database,
+            amqp_url,
+            http_addr,
+            jwt_secret,
+            ingest,
+        })
+    }
+
+    pub fn from_env() -> anyhow::Result<Self> {
+        Self::from_lookup(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+    }
+
+    /// The signing secret: the configured one, or with SQLite the one kept beside the
+    /// database file, generated on first use (readable by the owner only).
+    pub fn jwt_secret(&self) -> anyhow::Result<JwtSecret> {
+        if let Some(secret) = &self.jwt_secret {
+            return Ok(secret.clone());
+        }
+        match &self.database {
+            DatabaseUrl::Postgres(_) => bail!("FLEET_JWT_SECRET: required with PostgreSQL"),
+            DatabaseUrl::Sqlite(path) => load_or_generate(&secret_path(Path::new(path))),
+        }
+    }
+}
+
+/// `fleet.db` → `fleet.db.jwt-secret`, beside the database.
+pub fn secret_path(database: &Path) -> PathBuf {
+    let mut name = database
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(".jwt-secret");
+    database.with_file_name(name)
+}
+
+fn load_or_generate(path: &Path) -> anyhow::Result<JwtSecret> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => JwtSecret::new(text.trim().as_bytes().to_vec())
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display())),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            use rand::Rng;
+            let bytes: [u8; 32] = rand::rng().random();
+            let text: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            write_private(path, &text)
+                .with_context(|| format!("writing the JWT secret to {}", path.display()))?;
+            tracing::info!(path = %path.display(), "generated a JWT secret beside the database");
+            JwtSecret::new(text.into_bytes()).map_err(anyhow::Error::msg)
+        }
+        Err(err) => Err(err).with_context(|| format!("reading the JWT secret {}", path.display())),
+    }
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(vars: &[(&str, &str)]) -> anyhow::Result<Settings> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
+        Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_install() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.database, DatabaseUrl::Sqlite("fleet.db".into()));
+        assert_eq!(s.http_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.amqp_url, DEFAULT_AMQP_URL);
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let err = |vars: &[(&str, &str)]| format!("{:#}", settings(vars).unwrap_err());
+        assert!(err(&[("FLEET_DATABASE_URL", "postgres://h/db")]).contains("FLEET_JWT_SECRET"));
+        assert!(err(&[("FLEET_JWT_SECRET", "short")]).contains("FLEET_JWT_SECRET"));
+        assert!(err(&[("FLEET_HTTP_ADDR", "nowhere")]).contains("FLEET_HTTP_ADDR"));
+        assert!(err(&[("FLEET_AMQP_URL", "http://x")]).contains("FLEET_AMQP_URL"));
+        assert!(err(&[("FLEET_INGEST_BATCH_SIZE", "0")]).contains("FLEET_INGEST_BATCH_SIZE"));
+    }
+
+    #[test]
+    fn the_generated_secret_is_kept_and_reused() {
+        let dir = std::env::temp_dir().join(format!("fleetd-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = dir.join("fleet.db");
+        let _ = std::fs::remove_file(secret_path(&db));
+        let s = settings(&[("FLEET_DATABASE_URL", db.to_str().unwrap())]).unwrap();
+        let first = s.jwt_secret().unwrap();
+        let text = std::fs::read_to_string(secret_path(&db)).unwrap();
+        assert_eq!(text.len(), 64);
+        // A token signed with the first secret verifies with the one read back later.
+        let again = s.jwt_secret().unwrap();
+        assert_eq!(std::fs::read_to_string(secret_path(&db)).unwrap(), text);
+        let tenant = fleet_protocol::TenantSlug::parse("demo").unwrap();
+        let role = fleet_web::auth::Role::Support;
+        let token = fleet_web::auth::issue(
+            &first,
+            "t",
+            role,
+            Some(&tenant),
+            &[],
+            chrono::Duration::hours(1),
+        )
+        .unwrap();
+        assert!(fleet_web::auth::verify(&again, &token).is_ok());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(secret_path(&db))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,319 @@
+//! The consume loop: batch, check, write, dead-letter, ack — and reconnect.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures_util::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel};
+use tokio::sync::watch;
+
+use fleet_store::{Outcome, Store};
+
+use crate::broker::{self, BrokerHealth, backoff};
+use crate::check::{Envelope, Refusal, check};
+use crate::metrics::IngestMetrics;
+use crate::topology::{self, DEAD, INGEST_QUEUE, REJECT_DETAIL_HEADER, REJECT_REASON_HEADER};
+
+/// How the consumer runs.
+#[derive(Clone, Debug)]
+pub struct IngestSettings {
+    pub amqp_url: String,
+    /// Most messages written in one transaction.
+    pub batch_size: u16,
+    /// Longest wait for a batch to fill once its first message arrived.
+    pub max_wait: Duration,
+}
+
+impl Default for IngestSettings {
+    fn default() -> Self {
+        Self {
+            amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned(),
+            batch_size: 500,
+            max_wait: Duration::from_millis(50),
+        }
+    }
+}
+
+/// How often the tenant map and the campaigns are re-read from the store.
+const REFRESH_EVERY: Duration = Duration::from_secs(10);
+
+/// Consumes `fleet.ingest` until `shutdown` turns true, reconnecting with backoff
+/// whenever the broker goes away. The batch in hand at shutdown is either committed
+/// and acked, or left unacked for the broker to redeliver.
+pub async fn run(
+    settings: IngestSettings,
+    store: Store,
+    metrics: IngestMetrics,
+    health: Arc<BrokerHealth>,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let mut attempt = 0u32;
+    loop {
+        if *shutdown.borrow() {
+            return Ok(());
+        }
+        let result = consume(
+            &settings,
+            &store,
+            &metrics,
+            &health,
+            &mut shutdown,
+            &mut attempt,
+        )
+        .await;
+        health.set(false);
+        match result {
+            Ok(()) => return Ok(()),
+            Err(err) => tracing::warn!(
+                error = format!("{err:#}"),
+                "ingest consumer stopped; reconnecting"
+            ),
+        }
+        let wait = backoff(attempt, Duration::from_millis(200), Duration::from_secs(30));
+        attempt = attempt.saturating_add(1);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => return Ok(()),
+        }
+    }
+}
+
+/// One connection's life. `Ok` means shutdown was asked for.
+async fn consume(
+    settings: &IngestSettings,
+    store: &Store,
+    metrics: &IngestMetrics,
+    health: &BrokerHealth,
+    shutdown: &mut watch::Receiver<bool>,
+    attempt: &mut u32,
+) -> anyhow::Result<()> {
+    let conn = broker::connect(&settings.amqp_url, "fleetd-ingest")
+        .await
+        .context("connecting to RabbitMQ")?;
+    let channel = conn.create_channel().await.context("opening a channel")?;
+    topology::declare(&channel)
+        .await
+        .context("declaring the topology")?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    let prefetch = settings.batch_size.saturating_mul(2).max(1);
+    channel
+        .basic_qos(prefetch, BasicQosOptions::default())
+        .await?;
+    let mut consumer = channel
+        .basic_consume(
+            INGEST_QUEUE.into(),
+            "fleetd-ingest".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .context("consuming fleet.ingest")?;
+    health.set(true);
+    *attempt = 0;
+    tracing::info!(
+        queue = INGEST_QUEUE,
+        batch_size = settings.batch_size,
+        "ingest consuming"
+    );
+
+    let mut context = BatchContext::load(store).await?;
+    loop {
+        let first = tokio::select! {
+            next = consumer.next() => next,
+            _ = shutdown.changed() => {
+                let _ = conn.close(200, "shutdown".into()).await;
+                return Ok(());
+            }
+        };
+        let first = match first {
+            Some(delivery) => delivery.context("receiving a delivery")?,
+            None => anyhow::bail!("the broker cancelled the consumer"),
+        };
+        let started = Instant::now();
+        let mut batch = vec![first];
+        let deadline = tokio::time::Instant::now() + settings.max_wait;
+        while batch.len() < usize::from(settings.batch_size) {
+            match tokio::time::timeout_at(deadline, consumer.next()).await {
+                Ok(Some(delivery)) => batch.push(delivery.context("receiving a delivery")?),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        if context.loaded_at.elapsed() > REFRESH_EVERY {
+            context = BatchContext::load(store).await?;
+        }
+        if !process(&channel, &batch, store, &context, metrics, shutdown).await? {
+            // Shutdown while the database was down: leave the batch unacked.
+            let _ = conn.close(200, "shutdown".into()).await;
+            return Ok(());
+        }
+        metrics
+            .batch_seconds
+            .observe(started.elapsed().as_secs_f64());
+    }
+}
+
+/// What checking needs from the store, re-read every [`REFRESH_EVERY`].
+struct BatchContext {
+    publishers: std::collections::HashMap<String, fleet_protocol::TenantSlug>,
+    campaigns: Vec<fleet_protocol::Campaign>,
+    loaded_at: Instant,
+}
+
+impl BatchContext {
+    async fn load(store: &Store) -> anyhow::Result<Self> {
+        Ok(Self {
+            publishers: store.publishers().await?,
+            campaigns: store.campaigns().await?,
+            loaded_at: Instant::now(),
+        })
+    }
+}
+
+/// Handles one batch; returns `false` when shutdown interrupted it before the commit.
+async fn process(
+    channel: &Channel,
+    batch: &[Delivery],
+    store: &Store,
+    context: &BatchContext,
+    metrics: &IngestMetrics,
+    shutdown: &mut watch::Receiver<bool>,
+) -> anyhow::Result<bool> {
+    let now = fleet_store::now_jst();
+    let mut accepted = Vec::with_capacity(batch.len());
+    let mut accepted_at = Vec::with_capacity(batch.len());
+    let mut refused: Vec<(usize, Refusal)> = Vec::new();
+    for (i, delivery) in batch.iter().enumerate() {
+        let p = &delivery.properties;
+        let envelope = Envelope {
+            routing_key: delivery.routing_key.as_str(),
+            user_id: p.user_id().as_ref().map(|s| s.as_str()),
+            content_type: p.content_type().as_ref().map(|s| s.as_str()),
+            message_id: p.message_id().as_ref().map(|s| s.as_str()),
+            body: &delivery.data,
+        };
+        match check(envelope, &context.publishers, now) {
+            Ok(incoming) => {
+                accepted.push(incoming);
+                accepted_at.push(i);
+            }
+            Err(refusal) => refused.push((i, refusal)),
+        }
+    }
+
+    let mut attempt = 0u32;
+    let outcomes = loop {
+        match store.write_batch(&accepted, &context.campaigns, now).await {
+            Ok(outcomes) => break outcomes,
+            Err(err) => {
+                metrics.write_retries.inc();
+                tracing::warn!(
+                    error = format!("{err:#}"),
+                    "writing a batch failed; retrying, nothing acked"
+                );
+                let wait = backoff(attempt, Duration::from_millis(100), Duration::from_secs(10));
+                attempt = attempt.saturating_add(1);
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.changed() => return Ok(false),
+                }
+            }
+        }
+    };
+    for (k, outcome) in outcomes.into_iter().enumerate() {
+        let label = match outcome {
+            Outcome::Applied => "applied",
+            Outcome::HistoryOnly => "history_only",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Refused { reason, detail } => {
+                refused.push((accepted_at[k], Refusal { reason, detail }));
+                continue;
+            }
+        };
+        metrics.reports.with_label_values(&[label]).inc();
+    }
+
+    dead_letter(channel, batch, &refused).await?;
+    for (_, refusal) in &refused {
+        metrics
+            .dead_lettered
+            .with_label_values(&[refusal.reason])
+            .inc();
+    }
+    if let Some(last) = batch.last() {
+        last.acker
+            .ack(BasicAckOptions { multiple: true })
+            .await
+            .context("acking the batch")?;
+    }
+    metrics.batch_size.observe(batch.len() as f64);
+    Ok(true)
+}
+
+/// Publishes each refused message to `fleet.dead` with its reason and waits for every
+/// confirm. A nack is an error: the batch stays unacked and comes back.
+async fn dead_letter(
+    channel: &Channel,
+    batch: &[Delivery],
+    refused: &[(usize, Refusal)],
+) -> anyhow::Result<()> {
+    let mut confirms = Vec::with_capacity(refused.len());
+    for (i, refusal) in refused {
+        let delivery = &batch[*i];
+        tracing::info!(reason = refusal.reason, detail = %refusal.detail, routing_key = %delivery.routing_key, "dead-lettering a message");
+        let original = &delivery.properties;
+        let mut headers = original.headers().clone().unwrap_or_default();
+        headers.insert(
+            REJECT_REASON_HEADER.into(),
+            AMQPValue::LongString(refusal.reason.into()),
+        );
+        headers.insert(
+            REJECT_DETAIL_HEADER.into(),
+            AMQPValue::LongString(refusal.detail.as_str().into()),
+        );
+        headers.insert(
+            "x-fleet-original-routing-key".into(),
+            AMQPValue::LongString(delivery.routing_key.as_str().into()),
+        );
+        if let Some(user) = original.user_id() {
+            headers.insert(
+                "x-fleet-original-user-id".into(),
+                AMQPValue::LongString(user.as_str().into()),
+            );
+        }
+        // user_id is dropped: the broker checks it against *our* connection's user.
+        let mut props = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_headers(headers);
+        if let Some(ct) = original.content_type() {
+            props = props.with_content_type(ct.clone());
+        }
+        if let Some(id) = original.message_id() {
+            props = props.with_message_id(id.clone());
+        }
+        let confirm = channel
+            .basic_publish(
+                DEAD.into(),
+                delivery.routing_key.clone(),
+                BasicPublishOptions::default(),
+                &delivery.data,
+                props,
+            )
+            .await
+            .context("publishing a dead letter")?;
+        confirms.push(confirm);
+    }
+    for confirm in confirms {
+        let confirmation = confirm.await.context("waiting for a dead-letter confirm")?;
+        anyhow::ensure!(!confirmation.is_nack(), "the broker nacked a dead letter");
+    }
+    Ok(())
+}

@@ -1,0 +1,21 @@
+//! The protocol and domain crate shared by the central service and the agent.
+//!
+//! Pure code, no I/O: the v1 report types and their parser ([`report`]), the merged
+//! current state of a terminal ([`state`]), dotted versions ([`version`]), 医療機関等コード
+//! and the east/west areas ([`clinic`]), tenants ([`tenant`]) and update campaigns
+//! with their per-terminal states and causes ([`campaign`]). Everything that decides
+//! what the product *says* about a terminal lives here, so it is tested here.
+
+pub mod campaign;
+pub mod clinic;
+pub mod report;
+pub mod state;
+pub mod tenant;
+pub mod version;
+
+pub use campaign::{Assessment, Campaign, CampaignState, Cause, DistributionWindow, JST, jst};
+pub use clinic::{Area, ClinicCode, Prefecture};
+pub use report::{Report, ReportError};
+pub use state::{Applied, Observed, TerminalState};
+pub use tenant::TenantSlug;
+pub use version::Version;

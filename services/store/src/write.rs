@@ -1,0 +1,538 @@
+//! Writing a batch of reports: one transaction, multi-row statements.
+//!
+//! For a batch the ingest consumer hands over, in one transaction:
+//! 1. refuse what the store cannot take (a terminal that belongs to another tenant, a
+//!    `seq` above 2^63−1, which neither database's 64-bit integer holds);
+//! 2. append every report to the history with `INSERT … ON CONFLICT DO NOTHING
+//!    RETURNING`, so the same `terminal_id/seq` twice — in one batch or across
+//!    redeliveries — is stored once and changes nothing the second time;
+//! 3. apply the newly stored reports to each terminal's current state in `seq` order
+//!    (a stale `seq` stays in the history only), and upsert the changed terminals;
+//! 4. record reader errors as events, make sure the clinic exists, and re-assess every
+//!    campaign for the touched terminals.
+//!
+//! The caller acks the messages only after [`Store::write_batch`] returns `Ok`, i.e.
+//! after the commit.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use anyhow::Context;
+use chrono::{DateTime, FixedOffset};
+use fleet_protocol::{Applied, Campaign, Report, TenantSlug, TerminalState};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query, SimpleExpr};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};
+
+use crate::Store;
+
+/// Rows per multi-row statement: well under both databases' parameter limits.
+const ROWS_PER_STATEMENT: usize = 400;
+
+/// A parsed report and where it came from.
+#[derive(Clone, Debug)]
+pub struct IncomingReport {
+    /// The tenant the publishing AMQP user belongs to (already checked against the
+    /// routing key).
+    pub tenant: TenantSlug,
+    pub report: Report,
+    /// The body as received, kept verbatim in the history (unknown fields included).
+    pub body: String,
+    pub received_at: DateTime<FixedOffset>,
+}
+
+/// What the store did with one report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Stored in the history and applied to the current state.
+    Applied,
+    /// Stored in the history; its `seq` is older than the current state's.
+    HistoryOnly,
+    /// Already stored: nothing changed.
+    Duplicate,
+    /// Not stored, for a reason that goes to the dead-letter header.
+    Refused {
+        reason: &'static str,
+        detail: String,
+    },
+}
+
+/// A terminal as loaded at the start of the batch or created within it.
+struct Loaded {
+    tenant: TenantSlug,
+    state: Option<TerminalState>,
+    changed: bool,
+}
+
+impl Store {
+    /// Writes a batch in one transaction and returns one outcome per report, in order.
+    /// `now` decides time-dependent campaign causes (has distribution started?).
+    pub async fn write_batch(
+        &self,
+        batch: &[IncomingReport],
+        campaigns: &[Campaign],
+        now: DateTime<FixedOffset>,
+    ) -> anyhow::Result<Vec<Outcome>> {
+        let txn = self
+            .db
+            .begin()
+            .await
+            .context("beginning the batch transaction")?;
+        let outcomes = write_in(&txn, batch, campaigns, now).await?;
+        txn.commit().await.context("committing the batch")?;
+        Ok(outcomes)
+    }
+}
+
+async fn write_in(
+    txn: &DatabaseTransaction,
+    batch: &[IncomingReport],
+    campaigns: &[Campaign],
+    now: DateTime<FixedOffset>,
+) -> anyhow::Result<Vec<Outcome>> {
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; batch.len()];
+    let ids: Vec<String> = batch
+        .iter()
+        .map(|i| i.report.terminal_id.to_string())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let mut terminals = load_terminals(txn, &ids).await?;
+
+    // 1. Refusals and in-batch duplicates.
+    let mut candidates = Vec::new();
+    let mut keys_in_batch = HashSet::new();
+    for (i, incoming) in batch.iter().enumerate() {
+        let r = &incoming.report;
+        let id = r.terminal_id.to_string();
+        if i64::try_from(r.seq).is_err() {
+            outcomes[i] = Some(Outcome::Refused {
+                reason: "invalid_field",
+                detail: format!(
+                    "seq: {} is above 9223372036854775807, which this service cannot store",
+                    r.seq
+                ),
+            });
+            continue;
+        }
+        let owner = terminals.entry(id.clone()).or_insert_with(|| Loaded {
+            tenant: incoming.tenant.clone(),
+            state: None,
+            changed: false,
+        });
+        if owner.tenant != incoming.tenant {
+            outcomes[i] = Some(Outcome::Refused {
+                reason: "terminal_tenant_mismatch",
+                detail: format!(
+                    "terminal {id} belongs to tenant {}, not {}",
+                    owner.tenant, incoming.tenant
+                ),
+            });
+            continue;
+        }
+        if !keys_in_batch.insert((id, r.seq)) {
+            outcomes[i] = Some(Outcome::Duplicate);
+            continue;
+        }
+        candidates.push(i);
+    }
+
+    // 2. History append; what comes back is what was new.
+    let inserted = append_history(txn, batch, &candidates).await?;
+    let mut fresh: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for &i in &candidates {
+        let r = &batch[i].report;
+        let id = r.terminal_id.to_string();
+        if inserted.contains(&(id.clone(), r.seq)) {
+            fresh.entry(id).or_default().push(i);
+        } else {
+            outcomes[i] = Some(Outcome::Duplicate);
+        }
+    }
+
+    // 3. Current state, in seq order per terminal, and distribution sightings.
+    let mut sightings: HashMap<(String, String), DateTime<FixedOffset>> = HashMap::new();
+    for (id, indices) in &mut fresh {
+        indices.sort_by_key(|&i| batch[i].report.seq);
+        let Some(loaded) = terminals.get_mut(id) else {
+            continue;
+        };
+        for &i in indices.iter() {
+            let report = &batch[i].report;
+            let applied = match &mut loaded.state {
+                Some(state) => state.apply(report),
+                None => {
+                    loaded.state = Some(TerminalState::from_first(report));
+                    Applied::Newer
+                }
+            };
+            outcomes[i] = Some(match applied {
+                Applied::Newer => {
+                    loaded.changed = true;
+                    Outcome::Applied
+                }
+                Applied::Stale => Outcome::HistoryOnly,
+            });
+            for campaign in campaigns {
+                if campaign.distributing_at(report.observed_at) {
+                    let key = (id.clone(), campaign.id.clone());
+                    let seen = sightings.entry(key).or_insert(report.observed_at);
+                    *seen = Ord::max(*seen, report.observed_at);
+                }
+            }
+        }
+    }
+    let fresh_reports: Vec<usize> = fresh.values().flatten().copied().collect();
+    append_reader_errors(txn, batch, &fresh_reports).await?;
+    let last_received = fresh_reports
+        .iter()
+        .map(|&i| batch[i].received_at)
+        .max()
+        .unwrap_or(now);
+    upsert_terminals(txn, &terminals, last_received).await?;
+    ensure_clinics(txn, &terminals, now).await?;
+
+    // 4. Campaign states of every terminal that got a new report.
+    let touched: Vec<String> = fresh.keys().cloned().collect();
+    upsert_campaign_states(txn, &terminals, &touched, campaigns, &sightings, now).await?;
+
+    Ok(outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or(Outcome::Duplicate))
+        .collect())
+}
+
+fn col(name: &str) -> Alias {
+    Alias::new(name)
+}
+
+async fn load_terminals(
+    txn: &DatabaseTransaction,
+    ids: &[String],
+) -> anyhow::Result<HashMap<String, Loaded>> {
+    let mut map = HashMap::new();
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let select = Query::select()
+            .columns([col("terminal_id"), col("tenant"), col("state")])
+            .from(col("terminals"))
+            .and_where(Expr::col(col("terminal_id")).is_in(chunk.iter().cloned()))
+            .to_owned();
+        for row in txn.query_all(&select).await.context("loading terminals")? {
+            let id: String = row.try_get("", "terminal_id")?;
+            let tenant: String = row.try_get("", "tenant")?;
+            let state: String = row.try_get("", "state")?;
+            let state: TerminalState = serde_json::from_str(&state)
+                .with_context(|| format!("stored state of terminal {id} does not parse"))?;
+            map.insert(
+                id,
+                Loaded {
+                    tenant: TenantSlug::parse(&tenant)?,
+                    state: Some(state),
+                    changed: false,
+                },
+            );
+        }
+    }
+    Ok(map)
+}
+
+/// Inserts the candidates into `reports`, returning the keys that were new.
+async fn append_history(
+    txn: &DatabaseTransaction,
+    batch: &[IncomingReport],
+    candidates: &[usize],
+) -> anyhow::Result<HashSet<(String, u64)>> {
+    let mut inserted = HashSet::new();
+    for chunk in candidates.chunks(ROWS_PER_STATEMENT) {
+        let mut insert = Query::insert();
+        insert.into_table(col("reports")).columns([
+            col("terminal_id"),
+            col("seq"),
+            col("tenant"),
+            col("clinic_code"),
+            col("observed_at"),
+            col("received_at"),
+            col("body"),
+        ]);
+        for &i in chunk {
+            let incoming = &batch[i];
+            let r = &incoming.report;
+            insert.values([
+                r.terminal_id.to_string().into(),
+                seq_value(r.seq),
+                incoming.tenant.as_str().into(),
+                r.clinic_code.as_str().into(),
+                r.observed_at.into(),
+                incoming.received_at.into(),
+                incoming.body.clone().into(),
+            ])?;
+        }
+        insert
+            .on_conflict(
+                OnConflict::columns([col("terminal_id"), col("seq")])
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .returning(Query::returning().columns([col("terminal_id"), col("seq")]));
+        for row in txn
+            .query_all(&insert)
+            .await
+            .context("appending to the history")?
+        {
+            let id: String = row.try_get("", "terminal_id")?;
+            let seq: i64 = row.try_get("", "seq")?;
+            inserted.insert((id, u64::try_from(seq).unwrap_or_default()));
+        }
+    }
+    Ok(inserted)
+}
+
+fn seq_value(seq: u64) -> SimpleExpr {
+    // Callers refuse seq above i64::MAX before this point.
+    i64::try_from(seq).unwrap_or(i64::MAX).into()
+}
+
+async fn append_reader_errors(
+    txn: &DatabaseTransaction,
+    batch: &[IncomingReport],
+    fresh: &[usize],
+) -> anyhow::Result<()> {
+    let rows: Vec<_> = fresh
+        .iter()
+        .flat_map(|&i| {
+            let incoming = &batch[i];
+            let errors = incoming
+                .report
+                .reader
+                .as_ref()
+                .and_then(|r| r.errors.as_ref());
+            errors
+                .into_iter()
+                .flatten()
+                .enumerate()
+                .map(move |(idx, e)| (incoming, idx, e))
+        })
+        .collect();
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let mut insert = Query::insert();
+        insert.into_table(col("reader_errors")).columns([
+            col("terminal_id"),
+            col("seq"),
+            col("idx"),
+            col("tenant"),
+            col("code"),
+            col("message"),
+            col("at"),
+            col("count"),
+        ]);
+        for (incoming, idx, e) in chunk {
+            let r = &incoming.report;
+            insert.values([
+                r.terminal_id.to_string().into(),
+                seq_value(r.seq),
+                i32::try_from(*idx).unwrap_or(i32::MAX).into(),
+                incoming.tenant.as_str().into(),
+                e.code.clone().into(),
+                e.message.clone().into(),
+                e.at.into(),
+                i64::from(e.count).into(),
+            ])?;
+        }
+        insert.on_conflict(
+            OnConflict::columns([col("terminal_id"), col("seq"), col("idx")])
+                .do_nothing()
+                .to_owned(),
+        );
+        txn.execute(&insert)
+            .await
+            .context("recording reader errors")?;
+    }
+    Ok(())
+}
+
+async fn upsert_terminals(
+    txn: &DatabaseTransaction,
+    terminals: &HashMap<String, Loaded>,
+    received_at: DateTime<FixedOffset>,
+) -> anyhow::Result<()> {
+    let changed: Vec<(&String, &Loaded, &TerminalState)> = terminals
+        .iter()
+        .filter(|(_, l)| l.changed)
+        .filter_map(|(id, l)| l.state.as_ref().map(|s| (id, l, s)))
+        .collect();
+    for chunk in changed.chunks(ROWS_PER_STATEMENT) {
+        let mut insert = Query::insert();
+        insert.into_table(col("terminals")).columns([
+            col("terminal_id"),
+            col("tenant"),
+            col("clinic_code"),
+            col("prefecture"),
+            col("last_seq"),
+            col("last_observed_at"),
+            col("last_received_at"),
+            col("state"),
+        ]);
+        for (id, loaded, state) in chunk {
+            insert.values([
+                (*id).clone().into(),
+                loaded.tenant.as_str().into(),
+                state.clinic_code.as_str().into(),
+                state.clinic_code.prefecture().code().into(),
+                seq_value(state.last_seq),
+                state.last_observed_at.into(),
+                received_at.into(),
+                serde_json::to_string(state)?.into(),
+            ])?;
+        }
+        insert.on_conflict(
+            OnConflict::column(col("terminal_id"))
+                .update_columns([
+                    col("clinic_code"),
+                    col("prefecture"),
+                    col("last_seq"),
+                    col("last_observed_at"),
+                    col("last_received_at"),
+                    col("state"),
+                ])
+                .to_owned(),
+        );
+        txn.execute(&insert).await.context("upserting terminals")?;
+    }
+    Ok(())
+}
+
+async fn ensure_clinics(
+    txn: &DatabaseTransaction,
+    terminals: &HashMap<String, Loaded>,
+    now: DateTime<FixedOffset>,
+) -> anyhow::Result<()> {
+    let clinics: HashSet<(&str, fleet_protocol::ClinicCode)> = terminals
+        .values()
+        .filter(|l| l.changed)
+        .filter_map(|l| l.state.as_ref().map(|s| (l.tenant.as_str(), s.clinic_code)))
+        .collect();
+    let clinics: Vec<_> = clinics.into_iter().collect();
+    for chunk in clinics.chunks(ROWS_PER_STATEMENT) {
+        let mut insert = Query::insert();
+        insert.into_table(col("clinics")).columns([
+            col("tenant"),
+            col("clinic_code"),
+            col("prefecture"),
+            col("area"),
+            col("created_at"),
+        ]);
+        for (tenant, code) in chunk {
+            insert.values([
+                (*tenant).into(),
+                code.as_str().into(),
+                code.prefecture().code().into(),
+                code.area().as_str().into(),
+                now.into(),
+            ])?;
+        }
+        insert.on_conflict(
+            OnConflict::columns([col("tenant"), col("clinic_code")])
+                .do_nothing()
+                .to_owned(),
+        );
+        txn.execute(&insert).await.context("recording clinics")?;
+    }
+    Ok(())
+}
+
+async fn upsert_campaign_states(
+    txn: &DatabaseTransaction,
+    terminals: &HashMap<String, Loaded>,
+    touched: &[String],
+    campaigns: &[Campaign],
+    sightings: &HashMap<(String, String), DateTime<FixedOffset>>,
+    now: DateTime<FixedOffset>,
+) -> anyhow::Result<()> {
+    if campaigns.is_empty() || touched.is_empty() {
+        return Ok(());
+    }
+    // Earlier sightings during distribution, kept across batches.
+    let mut seen: HashMap<(String, String), DateTime<FixedOffset>> = HashMap::new();
+    for chunk in touched.chunks(ROWS_PER_STATEMENT) {
+        let select = Query::select()
+            .columns([
+                col("terminal_id"),
+                col("campaign_id"),
+                col("seen_in_distribution_at"),
+            ])
+            .from(col("campaign_states"))
+            .and_where(Expr::col(col("terminal_id")).is_in(chunk.iter().cloned()))
+            .to_owned();
+        for row in txn
+            .query_all(&select)
+            .await
+            .context("loading campaign states")?
+        {
+            let id: String = row.try_get("", "terminal_id")?;
+            let campaign: String = row.try_get("", "campaign_id")?;
+            let at: Option<DateTime<FixedOffset>> = row.try_get("", "seen_in_distribution_at")?;
+            if let Some(at) = at {
+                seen.insert((id, campaign), at);
+            }
+        }
+    }
+    for (key, at) in sightings {
+        let entry = seen.entry(key.clone()).or_insert(*at);
+        *entry = Ord::max(*entry, *at);
+    }
+
+    let mut rows = Vec::new();
+    for id in touched {
+        let Some(loaded) = terminals.get(id) else {
+            continue;
+        };
+        let Some(state) = &loaded.state else { continue };
+        for campaign in campaigns {
+            let key = (id.clone(), campaign.id.clone());
+            let sighting = seen.get(&key).copied();
+            let assessment = campaign.assess(state, sighting.is_some(), now);
+            rows.push((id, loaded, state, campaign, assessment, sighting));
+        }
+    }
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let mut insert = Query::insert();
+        insert.into_table(col("campaign_states")).columns([
+            col("terminal_id"),
+            col("campaign_id"),
+            col("tenant"),
+            col("prefecture"),
+            col("clinic_code"),
+            col("state"),
+            col("cause"),
+            col("seen_in_distribution_at"),
+            col("updated_at"),
+        ]);
+        for (id, loaded, state, campaign, assessment, sighting) in chunk {
+            insert.values([
+                (*id).clone().into(),
+                campaign.id.clone().into(),
+                loaded.tenant.as_str().into(),
+                state.clinic_code.prefecture().code().into(),
+                state.clinic_code.as_str().into(),
+                assessment.state.as_str().into(),
+                assessment.cause.as_str().into(),
+                (*sighting).into(),
+                now.into(),
+            ])?;
+        }
+        insert.on_conflict(
+            OnConflict::columns([col("terminal_id"), col("campaign_id")])
+                .update_columns([
+                    col("prefecture"),
+                    col("clinic_code"),
+                    col("state"),
+                    col("cause"),
+                    col("seen_in_distribution_at"),
+                    col("updated_at"),
+                ])
+                .to_owned(),
+        );
+        txn.execute(&insert)
+            .await
+            .context("upserting campaign states")?;
+    }
+    Ok(())
+}

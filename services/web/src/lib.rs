@@ -1,0 +1,101 @@
+//! HTTP: health, readiness, metrics, the JSON API and the Japanese-first pages.
+//!
+//! - [`auth`] turns a JWT into a [`auth::Caller`] with a scope;
+//! - [`api`] is the contract's JSON (§5); [`pages`] the HTML dashboards;
+//! - [`view`] computes what both say about a terminal, so they cannot disagree;
+//! - [`i18n`] holds the Japanese and English texts and JST formatting.
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod i18n;
+pub mod pages;
+pub mod view;
+
+use std::sync::Arc;
+
+use actix_web::{App, HttpResponse, HttpServer, get, web};
+use fleet_ingest::BrokerHealth;
+use fleet_store::Store;
+use prometheus::{Encoder, Registry, TextEncoder};
+use tokio::sync::watch;
+
+pub use auth::JwtSecret;
+
+/// What every handler shares.
+pub struct AppState {
+    pub store: Store,
+    pub secret: JwtSecret,
+    pub registry: Registry,
+    pub broker: Arc<BrokerHealth>,
+}
+
+#[get("/healthz")]
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain").body("ok\n")
+}
+
+#[get("/readyz")]
+async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let database = state.store.ping().await.is_ok();
+    let broker = state.broker.is_up();
+    let body = serde_json::json!({
+        "database": if database { "ok" } else { "unreachable" },
+        "broker": if broker { "ok" } else { "unreachable" },
+    });
+    if database && broker {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+#[get("/metrics")]
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let mut buffer = Vec::new();
+    match TextEncoder::new().encode(&state.registry.gather(), &mut buffer) {
+        Ok(()) => HttpResponse::Ok()
+            .content_type("text/plain; version=0.0.4; charset=utf-8")
+            .body(buffer),
+        Err(err) => {
+            tracing::error!(error = %err, "encoding metrics");
+            HttpResponse::InternalServerError().finish()
+        }
+    }
+}
+
+/// Registers every route.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(healthz)
+        .service(readyz)
+        .service(metrics)
+        .service(api::clinic)
+        .service(api::rollout)
+        .service(pages::overview)
+        .service(pages::clinic)
+        .service(pages::login_form)
+        .service(pages::login)
+        .service(pages::logout)
+        .service(pages::stylesheet);
+}
+
+/// Serves HTTP on `listener` until `shutdown` turns true, then drains gracefully.
+pub async fn serve(
+    listener: std::net::TcpListener,
+    state: AppState,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let state = web::Data::new(state);
+    let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(routes))
+        .workers(2)
+        .disable_signals()
+        .listen(listener)?
+        .run();
+    let handle = server.handle();
+    tokio::spawn(async move {
+        let _ = shutdown.changed().await;
+        handle.stop(true).await;
+    });
+    server.await?;
+    Ok(())
+}
