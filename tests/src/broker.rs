@@ -1,0 +1,159 @@
+//! A throwaway RabbitMQ vhost per test.
+
+use std::process::Command;
+
+use anyhow::Context;
+use lapin::options::{BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions};
+use lapin::types::AMQPValue;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+
+/// A vhost that exists for as long as this value does.
+pub struct TestVhost {
+    pub name: String,
+}
+
+fn rabbitmqctl(args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .context("running rabbitmqctl (is RabbitMQ installed?)")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "rabbitmqctl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+impl TestVhost {
+    pub fn create() -> anyhow::Result<Self> {
+        let name = format!("fleet-test-{}", uuid::Uuid::new_v4().simple());
+        rabbitmqctl(&["-q", "add_vhost", &name])?;
+        rabbitmqctl(&[
+            "-q",
+            "set_permissions",
+            "-p",
+            &name,
+            "guest",
+            ".*",
+            ".*",
+            ".*",
+        ])?;
+        Ok(Self { name })
+    }
+
+    /// The AMQP URL of this vhost as user guest.
+    pub fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:5672/{}", self.name)
+    }
+}
+
+impl Drop for TestVhost {
+    fn drop(&mut self) {
+        let _ = rabbitmqctl(&["-q", "delete_vhost", &self.name]);
+    }
+}
+
+/// A publisher as an agent would be: confirms on, persistent messages.
+pub struct Publisher {
+    _conn: Connection,
+    channel: Channel,
+}
+
+/// Message properties a test may bend.
+#[derive(Clone, Debug)]
+pub struct Props {
+    pub user_id: Option<String>,
+    pub message_id: Option<String>,
+    pub content_type: Option<String>,
+}
+
+impl Default for Props {
+    fn default() -> Self {
+        Self {
+            user_id: Some("guest".into()),
+            message_id: None,
+            content_type: Some("application/json".into()),
+        }
+    }
+}
+
+impl Publisher {
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        let conn = Connection::connect(url, ConnectionProperties::default()).await?;
+        let channel = conn.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        Ok(Self {
+            _conn: conn,
+            channel,
+        })
+    }
+
+    /// Publishes and waits for the broker's confirm.
+    pub async fn publish(
+        &self,
+        routing_key: &str,
+        body: &[u8],
+        props: Props,
+    ) -> anyhow::Result<()> {
+        let mut p = BasicProperties::default().with_delivery_mode(2);
+        if let Some(u) = props.user_id {
+            p = p.with_user_id(u.into());
+        }
+        if let Some(m) = props.message_id {
+            p = p.with_message_id(m.into());
+        }
+        if let Some(c) = props.content_type {
+            p = p.with_content_type(c.into());
+        }
+        let confirm = self
+            .channel
+            .basic_publish(
+                "fleet.reports".into(),
+                routing_key.into(),
+                BasicPublishOptions::default(),
+                body,
+                p,
+            )
+            .await?
+            .await?;
+        anyhow::ensure!(confirm.is_ack(), "broker nacked the publish");
+        Ok(())
+    }
+
+    /// Takes up to `n` dead letters, waiting up to `timeout` for them: (reason, body).
+    pub async fn dead_letters(
+        &self,
+        n: usize,
+        timeout: std::time::Duration,
+    ) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut out = Vec::new();
+        while out.len() < n && std::time::Instant::now() < deadline {
+            match self
+                .channel
+                .basic_get("fleet.dead".into(), BasicGetOptions { no_ack: true })
+                .await?
+            {
+                Some(message) => {
+                    let reason = message
+                        .delivery
+                        .properties
+                        .headers()
+                        .as_ref()
+                        .and_then(|h| h.inner().get("x-fleet-reject-reason").cloned())
+                        .map(|v| match v {
+                            AMQPValue::LongString(s) => s.to_string(),
+                            other => format!("{other:?}"),
+                        })
+                        .unwrap_or_default();
+                    out.push((reason, message.delivery.data.clone()));
+                }
+                None => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            }
+        }
+        Ok(out)
+    }
+}
