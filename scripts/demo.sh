@@ -25,6 +25,10 @@ done
 
 log "feeding the simulated clinics"
 "$bin/fleet-sim" demo
+log "starting the sample terminal's agent (agent/examples/agent.toml, log .demo/agent.log)"
+(cd .. && exec "$bin/fleet-agent" run --config agent/examples/agent.toml) >agent.log 2>&1 &
+agent_pid=$!
+trap 'kill $agent_pid $fleetd_pid 2>/dev/null; wait $fleetd_pid 2>/dev/null' EXIT INT TERM
 sleep 1
 
 support=$("$bin/fleetd" token --role support --tenant demo --sub support-desk --ttl 12h)

@@ -37,32 +37,57 @@ struct LoginPage<'a> {
     lang: Lang,
     t: &'a Texts,
     error: Option<String>,
+    /// Where to go after logging in: the page that asked for it.
+    next: String,
 }
 
 fn login_page(
     lang: Lang,
     status: StatusCode,
     error: Option<String>,
+    next: &str,
 ) -> Result<HttpResponse, WebError> {
-    html(
-        status,
-        &LoginPage {
-            lang,
-            t: lang.texts(),
-            error,
-        },
+    let next = safe_next(next).to_owned();
+    let page = LoginPage {
         lang,
-    )
+        t: lang.texts(),
+        error,
+        next,
+    };
+    html(status, &page, lang)
+}
+
+/// Only a path on this site: never `//host`, `https://…` or a backslash trick, so the
+/// login form cannot be used to send someone elsewhere.
+fn safe_next(next: &str) -> &str {
+    let ok = next.starts_with('/') && !next.starts_with("//") && !next.contains('\\');
+    if ok { next } else { "/" }
+}
+
+/// The login form, for a page requested without a valid session (401).
+fn login_for(req: &HttpRequest, lang: Lang) -> Result<HttpResponse, WebError> {
+    login_page(lang, StatusCode::UNAUTHORIZED, None, req.path())
+}
+
+#[derive(Deserialize)]
+pub struct NextQuery {
+    next: Option<String>,
 }
 
 #[get("/login")]
-pub async fn login_form(req: HttpRequest) -> Result<HttpResponse, WebError> {
-    login_page(Lang::of(&req), StatusCode::OK, None)
+pub async fn login_form(
+    req: HttpRequest,
+    query: web::Query<NextQuery>,
+) -> Result<HttpResponse, WebError> {
+    let next = query.next.as_deref().unwrap_or("/");
+    login_page(Lang::of(&req), StatusCode::OK, None, next)
 }
 
 #[derive(Deserialize)]
 pub struct LoginForm {
     token: String,
+    #[serde(default)]
+    next: Option<String>,
 }
 
 #[post("/login")]
@@ -73,18 +98,19 @@ pub async fn login(
 ) -> Result<HttpResponse, WebError> {
     let lang = Lang::of(&req);
     let token = form.token.trim();
+    let next = safe_next(form.next.as_deref().unwrap_or("/"));
     match auth::verify(&state.secret, token) {
         Ok(_) => Ok(HttpResponse::SeeOther()
-            .insert_header(("Location", "/"))
+            .insert_header(("Location", next))
             .cookie(
                 Cookie::build(SESSION_COOKIE, token.to_owned())
                     .path("/")
                     .http_only(true)
-                    .same_site(SameSite::Strict)
+                    .same_site(SameSite::Lax)
                     .finish(),
             )
             .finish()),
-        Err(reason) => login_page(lang, StatusCode::UNAUTHORIZED, Some(reason)),
+        Err(reason) => login_page(lang, StatusCode::UNAUTHORIZED, Some(reason), next),
     }
 }
 
@@ -138,7 +164,7 @@ pub async fn overview(
 ) -> Result<HttpResponse, WebError> {
     let lang = Lang::of(&req);
     let Some(caller) = caller else {
-        return login_page(lang, StatusCode::UNAUTHORIZED, None);
+        return login_for(&req, lang);
     };
     let campaigns = state.store.campaigns().await?;
     let campaign = campaigns
@@ -252,7 +278,7 @@ pub async fn clinic(
 ) -> Result<HttpResponse, WebError> {
     let lang = Lang::of(&req);
     let Some(caller) = caller else {
-        return login_page(lang, StatusCode::UNAUTHORIZED, None);
+        return login_for(&req, lang);
     };
     let code = ClinicCode::parse(&code).map_err(|_| WebError::NotFound)?;
     let view = state
@@ -331,4 +357,23 @@ pub async fn stylesheet() -> HttpResponse {
         .body(include_str!(
             "../../../dashboard-templates/static/style.css"
         ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn next_stays_on_this_site() {
+        assert_eq!(safe_next("/clinics/2712345678"), "/clinics/2712345678");
+        for outside in [
+            "//evil.example/",
+            "https://evil.example/",
+            "evil",
+            "",
+            "/\\evil.example",
+        ] {
+            assert_eq!(safe_next(outside), "/", "{outside}");
+        }
+    }
 }
