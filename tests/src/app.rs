@@ -56,10 +56,10 @@ impl TestApp {
         // Ready means migrated, consuming and serving.
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(r) = http.get(format!("{base_url}/readyz")).send().await {
-                if r.status().is_success() {
-                    break;
-                }
+            if let Ok(r) = http.get(format!("{base_url}/readyz")).send().await
+                && r.status().is_success()
+            {
+                break;
             }
             anyhow::ensure!(
                 Instant::now() < deadline,

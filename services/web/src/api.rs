@@ -86,10 +86,10 @@ pub async fn rollout(
             Prefecture::parse(p).map_err(|e| WebError::BadRequest(format!("prefecture: {e}")))?,
         ),
     };
-    if let (Scope::Prefectures(allowed), Some(p)) = (&caller.scope, prefecture) {
-        if !allowed.contains(&p) {
-            return Err(WebError::NotFound);
-        }
+    if let (Scope::Prefectures(allowed), Some(p)) = (&caller.scope, prefecture)
+        && !allowed.contains(&p)
+    {
+        return Err(WebError::NotFound);
     }
     let rollout = state
         .store
