@@ -9,6 +9,8 @@ pub use sea_orm_migration::MigratorTrait;
 use sea_orm_migration::prelude::*;
 
 mod m20260122_000001_initial;
+mod m20260122_000002_rollout_counters;
+mod m20260122_000003_successions;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -16,6 +18,10 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20260122_000001_initial::Migration)]
+        vec![
+            Box::new(m20260122_000001_initial::Migration),
+            Box::new(m20260122_000002_rollout_counters::Migration),
+            Box::new(m20260122_000003_successions::Migration),
+        ]
     }
 }

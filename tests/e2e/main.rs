@@ -14,6 +14,7 @@ const OSAKA_CLINIC: &str = "2712345678";
 const TOKYO_PHARMACY: &str = "1341234567";
 
 /// Runs a test body once on SQLite and once on PostgreSQL.
+#[macro_export]
 macro_rules! on_both_databases {
     ($name:ident, $body:ident) => {
         mod $name {
@@ -28,6 +29,8 @@ macro_rules! on_both_databases {
         }
     };
 }
+
+mod scale;
 
 on_both_databases!(four_states_reach_the_api, four_states);
 on_both_databases!(duplicates_and_stale_seq_change_nothing, idempotency);

@@ -28,6 +28,31 @@ enum Command {
     Ingest,
     /// Run the web server only.
     Web,
+    /// Compare the live rollout counters with a recount; exit 1 on any drift.
+    Check {
+        /// Rebuild the counters from the campaign states when they drift.
+        #[arg(long)]
+        repair: bool,
+    },
+    /// Manage update campaigns (campaigns are data).
+    Campaign {
+        #[command(subcommand)]
+        command: CampaignCommand,
+    },
+    /// 承継: move a tenant's terminals to a new 医療機関等コード, keeping their history.
+    Succession {
+        #[arg(long)]
+        tenant: String,
+        /// The old code.
+        #[arg(long)]
+        from: String,
+        /// The new code.
+        #[arg(long)]
+        to: String,
+        /// Only this terminal (UUID); every terminal of the old code when absent.
+        #[arg(long)]
+        terminal: Option<String>,
+    },
     /// Print a signed JWT.
     Token {
         /// admin, support, oncall or association
@@ -46,6 +71,17 @@ enum Command {
         #[arg(long, default_value = "fleetd-cli")]
         sub: String,
     },
+}
+
+#[derive(Subcommand)]
+enum CampaignCommand {
+    /// Add a campaign from a JSON file (see docs/campaigns.md) and assess every terminal.
+    Add {
+        /// The campaign definition, JSON.
+        file: std::path::PathBuf,
+    },
+    /// List the campaigns as JSON lines.
+    List,
 }
 
 fn main() -> std::process::ExitCode {
@@ -102,6 +138,80 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let token = issue(&secret, &sub, role, tenant.as_ref(), &prefectures, ttl)
                 .map_err(anyhow::Error::msg)?;
             println!("{token}");
+            Ok(())
+        }
+        Command::Check { repair } => {
+            let store = fleetd::migrate(&settings).await?;
+            let drift = store.check_counters().await?;
+            if drift.is_empty() {
+                println!("rollout counters match a recount");
+                return Ok(());
+            }
+            for d in &drift {
+                let (tenant, prefecture, campaign, state) = &d.key;
+                println!(
+                    "drift: tenant={tenant} prefecture={prefecture} campaign={campaign} state={state} counted={} recounted={}",
+                    d.counted, d.recounted
+                );
+            }
+            if repair {
+                store.repair_counters().await?;
+                anyhow::ensure!(
+                    store.check_counters().await?.is_empty(),
+                    "counters still drift after repair"
+                );
+                println!("repaired {} counters", drift.len());
+                return Ok(());
+            }
+            anyhow::bail!(
+                "{} rollout counters drift from a recount (run with --repair)",
+                drift.len()
+            )
+        }
+        Command::Campaign { command } => {
+            let store = fleetd::migrate(&settings).await?;
+            match command {
+                CampaignCommand::Add { file } => {
+                    let text = std::fs::read_to_string(&file)
+                        .with_context(|| format!("reading {}", file.display()))?;
+                    let campaign: fleet_protocol::Campaign = serde_json::from_str(&text)
+                        .with_context(|| {
+                            format!("{}: not a campaign definition", file.display())
+                        })?;
+                    let assessed = store.add_campaign(&campaign).await?;
+                    println!(
+                        "added campaign {} and assessed {assessed} terminals",
+                        campaign.id
+                    );
+                }
+                CampaignCommand::List => {
+                    for campaign in store.campaigns().await? {
+                        println!("{}", serde_json::to_string(&campaign)?);
+                    }
+                }
+            }
+            Ok(())
+        }
+        Command::Succession {
+            tenant,
+            from,
+            to,
+            terminal,
+        } => {
+            let tenant = TenantSlug::parse(&tenant).context("--tenant")?;
+            let from = fleet_protocol::ClinicCode::parse(&from)
+                .with_context(|| format!("--from {from:?}"))?;
+            let to =
+                fleet_protocol::ClinicCode::parse(&to).with_context(|| format!("--to {to:?}"))?;
+            let terminal = terminal
+                .map(|t| {
+                    t.parse::<uuid::Uuid>()
+                        .with_context(|| format!("--terminal {t:?} is not a UUID"))
+                })
+                .transpose()?;
+            let store = fleetd::migrate(&settings).await?;
+            let moved = store.move_terminals(&tenant, from, to, terminal).await?;
+            println!("moved {moved} terminals of tenant {tenant} from {from} to {to}");
             Ok(())
         }
         Command::Migrate => {

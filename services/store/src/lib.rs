@@ -10,7 +10,10 @@
 //! Query functions take the connection and know nothing of HTTP or AMQP. Statements are
 //! built with sea-query so one code path serves both databases.
 
+pub mod campaigns;
+pub mod check;
 pub mod read;
+pub mod succession;
 pub mod write;
 
 use std::collections::HashMap;

@@ -186,11 +186,15 @@ impl Store {
         {
             return Ok(None);
         }
+        // The live counters, never the campaign_states rows themselves.
         let mut select = Query::select();
         select
             .column(col("state"))
-            .expr_as(Func::count(Expr::col(col("terminal_id"))), col("n"))
-            .from(col("campaign_states"))
+            .expr_as(
+                Func::sum(Expr::col(col("terminals"))).cast_as(col("BIGINT")),
+                col("n"),
+            )
+            .from(col("rollout_counters"))
             .and_where(Expr::col(col("campaign_id")).eq(campaign))
             .cond_where(scope_condition(scope))
             .group_by_col(col("state"));
@@ -206,9 +210,12 @@ impl Store {
             .context("counting campaign states")?
         {
             let state: String = row.try_get("", "state")?;
-            let n: i64 = row.try_get("", "n")?;
+            let n: Option<i64> = row.try_get("", "n")?;
             if let Some(state) = CampaignState::parse(&state) {
-                states.insert(state, u64::try_from(n).unwrap_or_default());
+                states.insert(
+                    state,
+                    u64::try_from(n.unwrap_or_default()).unwrap_or_default(),
+                );
             }
         }
         Ok(Some(Rollout {

@@ -6,8 +6,9 @@
 //! 2. append every report to the history with `INSERT … ON CONFLICT DO NOTHING
 //!    RETURNING`, so the same `terminal_id/seq` twice — in one batch or across
 //!    redeliveries — is stored once and changes nothing the second time;
-//! 3. apply the newly stored reports to each terminal's current state in `seq` order
-//!    (a stale `seq` stays in the history only), and upsert the changed terminals;
+//! 3. apply the newly stored reports to each terminal's current state in arrival
+//!    order, as if each came alone (a `seq` not newer than the state's stays in the
+//!    history only), and upsert the changed terminals;
 //! 4. record reader errors as events, make sure the clinic exists, and re-assess every
 //!    campaign for the touched terminals.
 //!
@@ -56,10 +57,10 @@ pub enum Outcome {
 }
 
 /// A terminal as loaded at the start of the batch or created within it.
-struct Loaded {
-    tenant: TenantSlug,
-    state: Option<TerminalState>,
-    changed: bool,
+pub(crate) struct Loaded {
+    pub(crate) tenant: TenantSlug,
+    pub(crate) state: Option<TerminalState>,
+    pub(crate) changed: bool,
 }
 
 impl Store {
@@ -76,6 +77,25 @@ impl Store {
             .begin()
             .await
             .context("beginning the batch transaction")?;
+        // Reports that still carry a code moved by 承継 are filed under the new code;
+        // read inside the transaction so a move and a batch never interleave.
+        let successions = crate::succession::load(&txn).await?;
+        let remapped: Vec<IncomingReport>;
+        let batch = if successions.is_empty() {
+            batch
+        } else {
+            remapped = batch
+                .iter()
+                .map(|incoming| {
+                    let mut incoming = incoming.clone();
+                    let r = &mut incoming.report;
+                    r.clinic_code =
+                        successions.resolve(&incoming.tenant, &r.terminal_id, r.clinic_code);
+                    incoming
+                })
+                .collect();
+            &remapped
+        };
         let outcomes = write_in(&txn, batch, campaigns, now).await?;
         txn.commit().await.context("committing the batch")?;
         Ok(outcomes)
@@ -150,8 +170,11 @@ async fn write_in(
 
     // 3. Current state, in seq order per terminal, and distribution sightings.
     let mut sightings: HashMap<(String, String), DateTime<FixedOffset>> = HashMap::new();
-    for (id, indices) in &mut fresh {
-        indices.sort_by_key(|&i| batch[i].report.seq);
+    // In arrival order, exactly as if each report came alone: a report older than
+    // one already applied is stale even inside one batch. (Sorting by seq would let a
+    // late, stale report fill fields that the newer one lacks, so the state would
+    // depend on how deliveries happened to be batched.)
+    for (id, indices) in &fresh {
         let Some(loaded) = terminals.get_mut(id) else {
             continue;
         };
@@ -438,7 +461,7 @@ async fn ensure_clinics(
     Ok(())
 }
 
-async fn upsert_campaign_states(
+pub(crate) async fn upsert_campaign_states(
     txn: &DatabaseTransaction,
     terminals: &HashMap<String, Loaded>,
     touched: &[String],
@@ -449,14 +472,18 @@ async fn upsert_campaign_states(
     if campaigns.is_empty() || touched.is_empty() {
         return Ok(());
     }
-    // Earlier sightings during distribution, kept across batches.
+    // Earlier sightings during distribution, and what each state was before, so the
+    // rollout counters move by exactly the change.
     let mut seen: HashMap<(String, String), DateTime<FixedOffset>> = HashMap::new();
+    let mut before: HashMap<(String, String), (String, String)> = HashMap::new();
     for chunk in touched.chunks(ROWS_PER_STATEMENT) {
         let select = Query::select()
             .columns([
                 col("terminal_id"),
                 col("campaign_id"),
                 col("seen_in_distribution_at"),
+                col("prefecture"),
+                col("state"),
             ])
             .from(col("campaign_states"))
             .and_where(Expr::col(col("terminal_id")).is_in(chunk.iter().cloned()))
@@ -469,9 +496,12 @@ async fn upsert_campaign_states(
             let id: String = row.try_get("", "terminal_id")?;
             let campaign: String = row.try_get("", "campaign_id")?;
             let at: Option<DateTime<FixedOffset>> = row.try_get("", "seen_in_distribution_at")?;
+            let prefecture: String = row.try_get("", "prefecture")?;
+            let state: String = row.try_get("", "state")?;
             if let Some(at) = at {
-                seen.insert((id, campaign), at);
+                seen.insert((id.clone(), campaign.clone()), at);
             }
+            before.insert((id, campaign), (prefecture, state));
         }
     }
     for (key, at) in sightings {
@@ -491,6 +521,27 @@ async fn upsert_campaign_states(
             let assessment = campaign.assess(state, sighting.is_some(), now);
             rows.push((id, loaded, state, campaign, assessment, sighting));
         }
+    }
+    let mut deltas = CounterDeltas::default();
+    for (id, loaded, state, campaign, assessment, _) in &rows {
+        let key = ((*id).clone(), campaign.id.clone());
+        if let Some((prefecture, old_state)) = before.get(&key) {
+            deltas.add(
+                loaded.tenant.as_str(),
+                prefecture,
+                &campaign.id,
+                old_state,
+                -1,
+            );
+        }
+        let prefecture = state.clinic_code.prefecture().code();
+        deltas.add(
+            loaded.tenant.as_str(),
+            &prefecture,
+            &campaign.id,
+            assessment.state.as_str(),
+            1,
+        );
     }
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let mut insert = Query::insert();
@@ -534,5 +585,71 @@ async fn upsert_campaign_states(
             .await
             .context("upserting campaign states")?;
     }
-    Ok(())
+    deltas.apply(txn).await
+}
+
+/// Changes to the rollout counters, netted per key before they are written.
+#[derive(Default)]
+pub(crate) struct CounterDeltas(BTreeMap<(String, String, String, String), i64>);
+
+impl CounterDeltas {
+    /// Adds `n` terminals to tenant × prefecture × campaign × state.
+    pub(crate) fn add(
+        &mut self,
+        tenant: &str,
+        prefecture: &str,
+        campaign: &str,
+        state: &str,
+        n: i64,
+    ) {
+        let key = (
+            tenant.to_owned(),
+            prefecture.to_owned(),
+            campaign.to_owned(),
+            state.to_owned(),
+        );
+        *self.0.entry(key).or_default() += n;
+    }
+
+    /// Writes the non-zero changes: `terminals = terminals + change`.
+    pub(crate) async fn apply(self, txn: &impl ConnectionTrait) -> anyhow::Result<()> {
+        let changes: Vec<_> = self.0.into_iter().filter(|(_, n)| *n != 0).collect();
+        for chunk in changes.chunks(ROWS_PER_STATEMENT) {
+            let mut insert = Query::insert();
+            insert.into_table(col("rollout_counters")).columns([
+                col("tenant"),
+                col("prefecture"),
+                col("campaign_id"),
+                col("state"),
+                col("terminals"),
+            ]);
+            for ((tenant, prefecture, campaign, state), n) in chunk {
+                insert.values([
+                    tenant.clone().into(),
+                    prefecture.clone().into(),
+                    campaign.clone().into(),
+                    state.clone().into(),
+                    (*n).into(),
+                ])?;
+            }
+            insert.on_conflict(
+                OnConflict::columns([
+                    col("tenant"),
+                    col("prefecture"),
+                    col("campaign_id"),
+                    col("state"),
+                ])
+                .value(
+                    col("terminals"),
+                    Expr::col((col("rollout_counters"), col("terminals")))
+                        .add(Expr::col((col("excluded"), col("terminals")))),
+                )
+                .to_owned(),
+            );
+            txn.execute(&insert)
+                .await
+                .context("updating rollout counters")?;
+        }
+        Ok(())
+    }
 }

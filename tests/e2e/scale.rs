@@ -1,0 +1,235 @@
+//! Issue 4 behaviours: live rollout counters that never drift, campaigns as data.
+
+use fleet_e2e::reports::{in_state, terminal_id};
+use fleet_e2e::{DbKind, TestApp};
+use fleet_protocol::{Campaign, CampaignState, DistributionWindow};
+use fleet_web::auth::Role;
+use serde_json::json;
+
+const OSAKA: &str = "2712345678";
+const KOBE: &str = "2811234567";
+
+on_both_databases!(counters_follow_every_change, counters);
+on_both_databases!(a_new_campaign_assesses_every_terminal, new_campaign);
+
+async fn counters(kind: DbKind) -> anyhow::Result<()> {
+    let app = TestApp::spawn(kind).await?;
+    // Terminal 1 walks not_downloaded → reboot_required → updated; terminal 2 moves
+    // from Osaka to Kobe; terminal 3 is sent twice and once stale.
+    let walk = [
+        CampaignState::NotDownloaded,
+        CampaignState::RebootRequired,
+        CampaignState::Updated,
+    ];
+    for (seq, state) in walk.iter().enumerate() {
+        app.publish(&in_state(&terminal_id(1), seq as u64 + 1, OSAKA, *state))
+            .await?;
+    }
+    app.publish(&in_state(&terminal_id(2), 1, OSAKA, CampaignState::Unknown))
+        .await?;
+    app.publish(&in_state(
+        &terminal_id(2),
+        2,
+        KOBE,
+        CampaignState::RebootRequired,
+    ))
+    .await?;
+    let three = in_state(&terminal_id(3), 5, KOBE, CampaignState::NotDownloaded);
+    app.publish(&three).await?;
+    app.publish(&three).await?;
+    app.publish(&in_state(&terminal_id(3), 4, KOBE, CampaignState::Updated))
+        .await?;
+    app.wait_rows("reports", 7).await?;
+
+    assert!(
+        app.store.check_counters().await?.is_empty(),
+        "counters drift from a recount"
+    );
+    let token = app.vendor_token(Role::Support, "demo");
+    let (_, all) = app
+        .get_json("/api/v1/rollout?campaign=face-library-5.1.0", Some(&token))
+        .await?;
+    assert_eq!(
+        all["states"],
+        json!({ "updated": 1, "reboot_required": 1, "not_downloaded": 1, "unknown": 0 })
+    );
+    let (_, osaka) = app
+        .get_json(
+            "/api/v1/rollout?campaign=face-library-5.1.0&prefecture=27",
+            Some(&token),
+        )
+        .await?;
+    assert_eq!(osaka["total"], 1, "terminal 2 left Osaka: {osaka}");
+    let (_, hyogo) = app
+        .get_json(
+            "/api/v1/rollout?campaign=face-library-5.1.0&prefecture=28",
+            Some(&token),
+        )
+        .await?;
+    assert_eq!(
+        hyogo["states"],
+        json!({ "updated": 0, "reboot_required": 1, "not_downloaded": 1, "unknown": 0 })
+    );
+
+    // Drift is detected and repaired.
+    use sea_orm::ConnectionTrait;
+    let db = app.store.connection();
+    db.execute_unprepared(
+        "UPDATE rollout_counters SET terminals = terminals + 5 WHERE state = 'updated'",
+    )
+    .await?;
+    assert_eq!(app.store.check_counters().await?.len(), 1);
+    app.store.repair_counters().await?;
+    assert!(app.store.check_counters().await?.is_empty());
+    app.shutdown().await
+}
+
+async fn new_campaign(kind: DbKind) -> anyhow::Result<()> {
+    let app = TestApp::spawn(kind).await?;
+    let mut old = in_state(&terminal_id(1), 1, OSAKA, CampaignState::Updated);
+    old["versions"]["qualification_app"] = json!("2.4.1");
+    let mut new = in_state(&terminal_id(2), 1, KOBE, CampaignState::Updated);
+    new["versions"]["qualification_app"] = json!("2.5.0");
+    app.publish(&old).await?;
+    app.publish(&new).await?;
+    app.publish(&in_state(&terminal_id(3), 1, KOBE, CampaignState::Unknown))
+        .await?;
+    app.wait_rows("campaign_states", 3).await?;
+
+    let campaign = Campaign {
+        id: "qualification-app-2.5.0".into(),
+        component: "qualification_app".into(),
+        required_version: "2.5".into(),
+        windows: vec![DistributionWindow::Continuous {
+            from: chrono::DateTime::parse_from_rfc3339("2026-03-01T00:00:00+09:00")?,
+            until: None,
+        }],
+        deadline: None,
+        title_ja: "資格確認端末アプリ 2.5".into(),
+        title_en: "Qualification app 2.5".into(),
+    };
+    assert_eq!(app.store.add_campaign(&campaign).await?, 3);
+    assert!(
+        app.store.add_campaign(&campaign).await.is_err(),
+        "the same id twice is refused"
+    );
+    let mut broken = campaign.clone();
+    broken.id = "broken".into();
+    broken.required_version = "two".into();
+    assert!(app.store.add_campaign(&broken).await.is_err());
+
+    let token = app.vendor_token(Role::Support, "demo");
+    let (status, rollout) = app
+        .get_json(
+            "/api/v1/rollout?campaign=qualification-app-2.5.0",
+            Some(&token),
+        )
+        .await?;
+    assert_eq!(status, 200);
+    assert_eq!(
+        rollout["states"],
+        json!({ "updated": 1, "reboot_required": 0, "not_downloaded": 1, "unknown": 1 })
+    );
+    let (_, clinic) = app
+        .get_json(&format!("/api/v1/clinics/{OSAKA}"), Some(&token))
+        .await?;
+    assert_eq!(
+        clinic["terminals"][0]["campaigns"]["qualification-app-2.5.0"],
+        "not_downloaded"
+    );
+    assert_eq!(
+        clinic["terminals"][0]["campaigns"]["face-library-5.1.0"],
+        "updated"
+    );
+    assert!(app.store.check_counters().await?.is_empty());
+
+    // New reports are assessed for the new campaign too (ingest re-reads campaigns).
+    tokio::time::sleep(std::time::Duration::from_secs(11)).await;
+    let mut upgraded = in_state(&terminal_id(1), 2, OSAKA, CampaignState::Updated);
+    upgraded["versions"]["qualification_app"] = json!("2.5.0");
+    app.publish(&upgraded).await?;
+    app.wait_rows("reports", 4).await?;
+    let (_, rollout) = app
+        .get_json(
+            "/api/v1/rollout?campaign=qualification-app-2.5.0",
+            Some(&token),
+        )
+        .await?;
+    assert_eq!(rollout["states"]["updated"], 2, "{rollout}");
+    app.shutdown().await
+}
+
+on_both_databases!(succession_moves_terminals_and_keeps_history, succession);
+
+async fn succession(kind: DbKind) -> anyhow::Result<()> {
+    use fleet_protocol::{ClinicCode, TenantSlug};
+    let app = TestApp::spawn(kind).await?;
+    const NEW: &str = "2812345670";
+    for n in 1..=2 {
+        app.publish(&in_state(
+            &terminal_id(n),
+            1,
+            OSAKA,
+            CampaignState::RebootRequired,
+        ))
+        .await?;
+        app.publish(&in_state(&terminal_id(n), 2, OSAKA, CampaignState::Updated))
+            .await?;
+    }
+    app.wait_rows("reports", 4).await?;
+    let demo = TenantSlug::parse("demo")?;
+    let moved = app
+        .store
+        .move_terminals(
+            &demo,
+            ClinicCode::parse(OSAKA)?,
+            ClinicCode::parse(NEW)?,
+            None,
+        )
+        .await?;
+    assert_eq!(moved, 2);
+
+    let token = app.vendor_token(Role::Support, "demo");
+    let (status, new) = app
+        .get_json(&format!("/api/v1/clinics/{NEW}"), Some(&token))
+        .await?;
+    assert_eq!(status, 200);
+    assert_eq!(new["prefecture"], "28");
+    assert_eq!(new["terminals"].as_array().map(Vec::len), Some(2));
+    assert_eq!(new["terminals"][0]["last_seq"], 2);
+    let (status, old) = app
+        .get_json(&format!("/api/v1/clinics/{OSAKA}"), Some(&token))
+        .await?;
+    assert_eq!(status, 200, "the old clinic still exists");
+    assert_eq!(old["terminals"], json!([]));
+    assert_eq!(app.count("reports").await?, 4, "history is kept");
+    let (_, hyogo) = app
+        .get_json(
+            "/api/v1/rollout?campaign=face-library-5.1.0&prefecture=28",
+            Some(&token),
+        )
+        .await?;
+    assert_eq!(hyogo["states"]["updated"], 2);
+    let (_, osaka) = app
+        .get_json(
+            "/api/v1/rollout?campaign=face-library-5.1.0&prefecture=27",
+            Some(&token),
+        )
+        .await?;
+    assert_eq!(osaka["total"], 0);
+
+    // The agent still sends the old code until its settings change: filed under the new.
+    app.publish(&in_state(&terminal_id(1), 3, OSAKA, CampaignState::Updated))
+        .await?;
+    app.wait_rows("reports", 5).await?;
+    let (_, new) = app
+        .get_json(&format!("/api/v1/clinics/{NEW}"), Some(&token))
+        .await?;
+    assert_eq!(new["terminals"].as_array().map(Vec::len), Some(2));
+    let (_, old) = app
+        .get_json(&format!("/api/v1/clinics/{OSAKA}"), Some(&token))
+        .await?;
+    assert_eq!(old["terminals"], json!([]));
+    assert!(app.store.check_counters().await?.is_empty());
+    app.shutdown().await
+}
