@@ -30,6 +30,7 @@ macro_rules! on_both_databases {
     };
 }
 
+mod faults;
 mod scale;
 
 on_both_databases!(four_states_reach_the_api, four_states);

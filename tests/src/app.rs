@@ -33,8 +33,17 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn spawn(kind: DbKind) -> anyhow::Result<Self> {
+        Self::spawn_with(kind, &[]).await
+    }
+
+    /// Like [`TestApp::spawn`], with some `FLEET_*` settings overridden.
+    pub async fn spawn_with(kind: DbKind, overrides: &[(&str, &str)]) -> anyhow::Result<Self> {
         let vhost = tokio::task::spawn_blocking(TestVhost::create).await??;
         let db = tokio::task::spawn_blocking(move || TestDb::create(kind)).await??;
+        let overrides: Vec<(String, String)> = overrides
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         let secret = JwtSecret::new(SECRET.to_vec()).map_err(anyhow::Error::msg)?;
         let mut settings = Settings::from_lookup(|k| match k {
             "FLEET_DATABASE_URL" => Some(db.url.clone()),
@@ -42,7 +51,10 @@ impl TestApp {
             "FLEET_HTTP_ADDR" => Some("127.0.0.1:0".to_owned()),
             "FLEET_JWT_SECRET" => Some(String::from_utf8_lossy(SECRET).into_owned()),
             "FLEET_INGEST_MAX_WAIT_MS" => Some("20".to_owned()),
-            _ => None,
+            other => overrides
+                .iter()
+                .find(|(k, _)| k == other)
+                .map(|(_, v)| v.clone()),
         })?;
         settings.http_addr = "127.0.0.1:0".parse()?;
         let listener = fleetd::bind(&settings)?;
@@ -85,6 +97,16 @@ impl TestApp {
 
     pub fn database_url(&self) -> anyhow::Result<DatabaseUrl> {
         DatabaseUrl::parse(&self._db.url)
+    }
+
+    /// The test's database.
+    pub fn db(&self) -> &TestDb {
+        &self._db
+    }
+
+    /// The test's vhost.
+    pub fn vhost(&self) -> &TestVhost {
+        &self._vhost
     }
 
     /// A token for a vendor role.
@@ -168,6 +190,11 @@ impl TestApp {
             .await?
             .context("COUNT returned no row")?;
         Ok(row.try_get("", "n")?)
+    }
+
+    /// The number of reports, or `None` when the database cannot be reached.
+    pub async fn count_while_down(&self) -> Option<i64> {
+        self.count("reports").await.ok()
     }
 
     /// Waits until `table` holds at least `n` rows.

@@ -54,6 +54,68 @@ impl Drop for TestVhost {
     }
 }
 
+impl TestVhost {
+    /// Messages ready plus unacknowledged in a queue of this vhost.
+    pub fn queue_depth(&self, queue: &str) -> anyhow::Result<u64> {
+        let out = Command::new("rabbitmqctl")
+            .args([
+                "-q",
+                "list_queues",
+                "-p",
+                &self.name,
+                "name",
+                "messages_ready",
+                "messages_unacknowledged",
+                "--no-table-headers",
+            ])
+            .output()?;
+        anyhow::ensure!(out.status.success(), "rabbitmqctl list_queues failed");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        for line in text.lines() {
+            let mut parts = line.split_whitespace();
+            if parts.next() == Some(queue) {
+                let ready: u64 = parts
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or_default();
+                let unacked: u64 = parts
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or_default();
+                return Ok(ready + unacked);
+            }
+        }
+        anyhow::bail!("queue {queue} not found in {text:?}")
+    }
+
+    /// Closes every client connection of this vhost only, as a network cut would;
+    /// returns how many were closed.
+    pub fn close_connections(&self) -> anyhow::Result<usize> {
+        let out = Command::new("rabbitmqctl")
+            .args([
+                "-q",
+                "list_connections",
+                "pid",
+                "vhost",
+                "--no-table-headers",
+            ])
+            .output()?;
+        anyhow::ensure!(out.status.success(), "rabbitmqctl list_connections failed");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut closed = 0;
+        for line in text.lines() {
+            let mut parts = line.split_whitespace();
+            if let (Some(pid), Some(vhost)) = (parts.next(), parts.next())
+                && vhost == self.name
+            {
+                rabbitmqctl(&["-q", "close_connection", pid, "fault test"])?;
+                closed += 1;
+            }
+        }
+        Ok(closed)
+    }
+}
+
 /// A publisher as an agent would be: confirms on, persistent messages.
 pub struct Publisher {
     _conn: Connection,

@@ -72,6 +72,33 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// PostgreSQL only: refuse every new connection to this database and end the open
+    /// ones, as if the database went away (other tests' databases are untouched).
+    pub fn cut_off(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.kind == DbKind::Postgres,
+            "only a PostgreSQL database can be cut off"
+        );
+        psql(&format!(
+            "ALTER DATABASE {} WITH ALLOW_CONNECTIONS false",
+            self.name
+        ))?;
+        psql(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}' AND pid <> pg_backend_pid()",
+            self.name
+        ))
+    }
+
+    /// Lets connections in again after [`TestDb::cut_off`].
+    pub fn restore(&self) -> anyhow::Result<()> {
+        psql(&format!(
+            "ALTER DATABASE {} WITH ALLOW_CONNECTIONS true",
+            self.name
+        ))
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         match self.kind {

@@ -33,8 +33,14 @@ pub struct Envelope<'a> {
     pub user_id: Option<&'a str>,
     pub content_type: Option<&'a str>,
     pub message_id: Option<&'a str>,
+    /// Earlier deliveries of this message (`x-delivery-count`).
+    pub delivery_count: u64,
     pub body: &'a [u8],
 }
+
+/// A message delivered this often without being acked keeps failing somewhere (for
+/// example it crashes the service): it is dead-lettered instead of tried again.
+pub const DELIVERY_LIMIT: u64 = 10;
 
 /// Checks a delivery against the contract; `publishers` maps AMQP users to tenants.
 pub fn check(
@@ -42,6 +48,15 @@ pub fn check(
     publishers: &HashMap<String, TenantSlug>,
     received_at: DateTime<FixedOffset>,
 ) -> Result<IncomingReport, Refusal> {
+    if envelope.delivery_count >= DELIVERY_LIMIT {
+        return Err(Refusal::new(
+            "delivery_limit",
+            format!(
+                "delivered {} times without being acked",
+                envelope.delivery_count + 1
+            ),
+        ));
+    }
     if let Some(ct) = envelope.content_type {
         let media = ct.split(';').next().unwrap_or_default().trim();
         if !media.eq_ignore_ascii_case("application/json") {
@@ -120,6 +135,7 @@ mod tests {
             user_id: Some("guest"),
             content_type: Some("application/json"),
             message_id: Some("0f8c2b1e-6c5d-4a57-9a3e-2b7f0c1d9e11/7"),
+            delivery_count: 0,
             body: BODY,
         }
     }

@@ -198,6 +198,7 @@ async fn process(
             user_id: p.user_id().as_ref().map(|s| s.as_str()),
             content_type: p.content_type().as_ref().map(|s| s.as_str()),
             message_id: p.message_id().as_ref().map(|s| s.as_str()),
+            delivery_count: delivery_count(p),
             body: &delivery.data,
         };
         match check(envelope, &context.publishers, now) {
@@ -209,24 +210,10 @@ async fn process(
         }
     }
 
-    let mut attempt = 0u32;
-    let outcomes = loop {
-        match store.write_batch(&accepted, &context.campaigns, now).await {
-            Ok(outcomes) => break outcomes,
-            Err(err) => {
-                metrics.write_retries.inc();
-                tracing::warn!(
-                    error = format!("{err:#}"),
-                    "writing a batch failed; retrying, nothing acked"
-                );
-                let wait = backoff(attempt, Duration::from_millis(100), Duration::from_secs(10));
-                attempt = attempt.saturating_add(1);
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = shutdown.changed() => return Ok(false),
-                }
-            }
-        }
+    let Some(outcomes) =
+        write_resilient(store, &accepted, &context.campaigns, now, metrics, shutdown).await
+    else {
+        return Ok(false);
     };
     for (k, outcome) in outcomes.into_iter().enumerate() {
         let label = match outcome {
@@ -316,4 +303,108 @@ async fn dead_letter(
         anyhow::ensure!(!confirmation.is_nack(), "the broker nacked a dead letter");
     }
     Ok(())
+}
+
+/// Batch writes that fail while the database still answers are retried this often
+/// before the batch is split to find the message the store refuses.
+const WHOLE_BATCH_TRIES: u32 = 3;
+
+/// Writes a batch, telling a database that is down from a message it refuses.
+///
+/// - The database does not answer a ping: nothing is acked; wait with backoff and try
+///   again, however long the outage lasts.
+/// - It answers but the batch keeps failing: write the reports one by one; one that
+///   fails alone while the database answers is refused (`store_rejected`) and goes to
+///   the dead letters with the store's error, so one poison message cannot stall the
+///   queue. Writes are idempotent, so writing a report twice changes nothing.
+///
+/// Returns `None` when shutdown was asked for before the batch was written.
+async fn write_resilient(
+    store: &Store,
+    accepted: &[fleet_store::IncomingReport],
+    campaigns: &[fleet_protocol::Campaign],
+    now: chrono::DateTime<chrono::FixedOffset>,
+    metrics: &IngestMetrics,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<Vec<Outcome>> {
+    let mut failures_while_up = 0u32;
+    let mut attempt = 0u32;
+    loop {
+        let error = match store.write_batch(accepted, campaigns, now).await {
+            Ok(outcomes) => return Some(outcomes),
+            Err(err) => err,
+        };
+        metrics.write_retries.inc();
+        if store.ping().await.is_ok() {
+            failures_while_up += 1;
+            tracing::warn!(
+                error = format!("{error:#}"),
+                failures_while_up,
+                "a batch failed while the database answers"
+            );
+            if failures_while_up >= WHOLE_BATCH_TRIES
+                && let Some(outcomes) = write_one_by_one(store, accepted, campaigns, now).await
+            {
+                return Some(outcomes);
+            }
+        } else {
+            failures_while_up = 0;
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "the database is unreachable; nothing acked, retrying"
+            );
+        }
+        let wait = backoff(attempt, Duration::from_millis(100), Duration::from_secs(10));
+        attempt = attempt.saturating_add(1);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => return None,
+        }
+    }
+}
+
+/// Writes each report alone; `None` if the database went away meanwhile.
+async fn write_one_by_one(
+    store: &Store,
+    accepted: &[fleet_store::IncomingReport],
+    campaigns: &[fleet_protocol::Campaign],
+    now: chrono::DateTime<chrono::FixedOffset>,
+) -> Option<Vec<Outcome>> {
+    let mut outcomes = Vec::with_capacity(accepted.len());
+    for one in accepted {
+        match store
+            .write_batch(std::slice::from_ref(one), campaigns, now)
+            .await
+        {
+            Ok(mut single) => outcomes.push(single.pop().unwrap_or(Outcome::Duplicate)),
+            Err(err) => {
+                if store.ping().await.is_err() {
+                    return None;
+                }
+                tracing::warn!(error = format!("{err:#}"), message_id = %one.report.message_id(), "the store refuses a report");
+                outcomes.push(Outcome::Refused {
+                    reason: "store_rejected",
+                    detail: format!("{err:#}"),
+                });
+            }
+        }
+    }
+    Some(outcomes)
+}
+
+/// How often the broker delivered this message before (`x-delivery-count`, set by
+/// quorum queues on redelivery).
+fn delivery_count(properties: &BasicProperties) -> u64 {
+    let value = properties
+        .headers()
+        .as_ref()
+        .and_then(|h| h.inner().get("x-delivery-count").cloned());
+    match value {
+        Some(AMQPValue::LongLongInt(n)) => u64::try_from(n).unwrap_or_default(),
+        Some(AMQPValue::LongInt(n)) => u64::try_from(n).unwrap_or_default(),
+        Some(AMQPValue::ShortInt(n)) => u64::try_from(n).unwrap_or_default(),
+        Some(AMQPValue::LongUInt(n)) => u64::from(n),
+        Some(AMQPValue::Timestamp(n)) => n,
+        _ => 0,
+    }
 }
