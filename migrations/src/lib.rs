@@ -11,6 +11,9 @@ use sea_orm_migration::prelude::*;
 mod m20260122_000001_initial;
 mod m20260122_000002_rollout_counters;
 mod m20260122_000003_successions;
+mod m20260122_000004_partition_history;
+
+pub use m20260122_000004_partition_history::create_month_sql;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -22,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20260122_000001_initial::Migration),
             Box::new(m20260122_000002_rollout_counters::Migration),
             Box::new(m20260122_000003_successions::Migration),
+            Box::new(m20260122_000004_partition_history::Migration),
         ]
     }
 }

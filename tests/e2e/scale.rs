@@ -233,3 +233,67 @@ async fn succession(kind: DbKind) -> anyhow::Result<()> {
     assert!(app.store.check_counters().await?.is_empty());
     app.shutdown().await
 }
+
+on_both_databases!(history_partitions_and_retention, history);
+
+async fn history(kind: DbKind) -> anyhow::Result<()> {
+    use fleet_e2e::DbKind::Postgres;
+    let app = TestApp::spawn(kind).await?;
+    let now = fleet_store::now_jst();
+    // A January report (before any month partition exists) and one from today.
+    let mut old = in_state(&terminal_id(1), 1, OSAKA, CampaignState::RebootRequired);
+    old["reader"] = json!({ "errors": [ { "code": "011", "at": "2026-01-22T09:00:00+09:00" } ] });
+    let mut recent = in_state(&terminal_id(1), 2, OSAKA, CampaignState::Updated);
+    recent["observed_at"] = json!(now.to_rfc3339());
+    app.publish(&old).await?;
+    app.publish(&recent).await?;
+    app.wait_rows("reports", 2).await?;
+
+    if kind == Postgres {
+        // The month of today exists already; January's report sits in the default
+        // partition until January gets its own, then it moves there.
+        assert_eq!(app.count("reports_default").await?, 1);
+        let january = chrono::DateTime::parse_from_rfc3339("2026-01-15T12:00:00+09:00")?;
+        let done = app.store.maintain_history(january, 0).await?;
+        assert!(
+            done.partitions_created
+                .contains(&"reports_y2026m01".to_owned()),
+            "{done:?}"
+        );
+        assert_eq!(app.count("reports_y2026m01").await?, 1);
+        assert_eq!(app.count("reports_default").await?, 0);
+        // A redelivery of the January report still collides in its partition.
+        app.publish(&old).await?;
+        let mut marker = in_state(&terminal_id(2), 1, OSAKA, CampaignState::Unknown);
+        marker["observed_at"] = json!(now.to_rfc3339());
+        app.publish(&marker).await?;
+        app.wait_rows("reports", 3).await?;
+        assert_eq!(app.count("reports_y2026m01").await?, 1);
+    }
+
+    // Keep 30 days: January goes, today stays.
+    let done = app.store.maintain_history(now, 30).await?;
+    if kind == Postgres {
+        assert!(
+            done.partitions_dropped
+                .contains(&"reports_y2026m01".to_owned()),
+            "{done:?}"
+        );
+    } else {
+        assert_eq!(done.rows_deleted, 1, "{done:?}");
+    }
+    let left = app.count("reports").await?;
+    assert_eq!(left, if kind == Postgres { 2 } else { 1 });
+    assert_eq!(
+        app.count("reader_errors").await?,
+        0,
+        "old reader errors go too"
+    );
+    // Current state is not history: the terminal still shows its newest report.
+    let token = app.vendor_token(Role::Support, "demo");
+    let (_, clinic) = app
+        .get_json(&format!("/api/v1/clinics/{OSAKA}"), Some(&token))
+        .await?;
+    assert_eq!(clinic["terminals"][0]["last_seq"], 2);
+    app.shutdown().await
+}

@@ -40,6 +40,11 @@ pub async fn serve(
         Registry::new_custom(Some("fleetd".to_owned()), None).context("metrics registry")?;
     let metrics = IngestMetrics::register(&registry).context("registering ingest metrics")?;
     let health = BrokerHealth::new();
+    tokio::spawn(maintain_history(
+        store.clone(),
+        settings.retention_days,
+        shutdown.clone(),
+    ));
     let ingest = fleet_ingest::run(
         settings.ingest.clone(),
         store.clone(),
@@ -60,11 +65,45 @@ pub async fn serve(
     ingest.and(web)
 }
 
+/// Creates history partitions ahead and applies retention, at start and hourly.
+pub async fn maintain_history(
+    store: Store,
+    retention_days: u32,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        match store
+            .maintain_history(fleet_store::now_jst(), retention_days)
+            .await
+        {
+            Ok(done) => tracing::info!(
+                created = ?done.partitions_created,
+                dropped = ?done.partitions_dropped,
+                deleted = done.rows_deleted,
+                "history maintained"
+            ),
+            Err(err) => tracing::warn!(
+                error = format!("{err:#}"),
+                "history maintenance failed; retrying in an hour"
+            ),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
 /// The ingest consumer alone.
 pub async fn ingest(settings: Settings, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let store = Store::connect(&settings.database).await?;
     let registry = Registry::new_custom(Some("fleetd".to_owned()), None)?;
     let metrics = IngestMetrics::register(&registry)?;
+    tokio::spawn(maintain_history(
+        store.clone(),
+        settings.retention_days,
+        shutdown.clone(),
+    ));
     fleet_ingest::run(
         settings.ingest.clone(),
         store,

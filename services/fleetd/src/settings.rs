@@ -19,7 +19,12 @@ pub struct Settings {
     /// `FLEET_JWT_SECRET` if set; with SQLite a generated one is used otherwise.
     pub jwt_secret: Option<JwtSecret>,
     pub ingest: IngestSettings,
+    /// Days of report history kept; 0 keeps everything.
+    pub retention_days: u32,
 }
+
+/// About 13 months: a year back, plus the month before, for year-on-year comparison.
+pub const DEFAULT_RETENTION_DAYS: u32 = 400;
 
 pub const DEFAULT_DATABASE: &str = "fleet.db";
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -61,12 +66,19 @@ impl Settings {
             })?;
             ingest.max_wait = Duration::from_millis(ms);
         }
+        let retention_days = match get("FLEET_HISTORY_RETENTION_DAYS") {
+            None => DEFAULT_RETENTION_DAYS,
+            Some(d) => d.parse().with_context(|| {
+                format!("FLEET_HISTORY_RETENTION_DAYS: {d:?} is not a number of days (0 keeps everything)")
+            })?,
+        };
         Ok(Self {
             database,
             amqp_url,
             http_addr,
             jwt_secret,
             ingest,
+            retention_days,
         })
     }
 
@@ -157,6 +169,10 @@ mod tests {
         assert!(err(&[("FLEET_HTTP_ADDR", "nowhere")]).contains("FLEET_HTTP_ADDR"));
         assert!(err(&[("FLEET_AMQP_URL", "http://x")]).contains("FLEET_AMQP_URL"));
         assert!(err(&[("FLEET_INGEST_BATCH_SIZE", "0")]).contains("FLEET_INGEST_BATCH_SIZE"));
+        assert!(
+            err(&[("FLEET_HISTORY_RETENTION_DAYS", "a year")])
+                .contains("FLEET_HISTORY_RETENTION_DAYS")
+        );
     }
 
     #[test]

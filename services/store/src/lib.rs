@@ -12,6 +12,7 @@
 
 pub mod campaigns;
 pub mod check;
+pub mod history;
 pub mod read;
 pub mod succession;
 pub mod write;

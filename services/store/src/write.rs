@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use anyhow::Context;
 use chrono::{DateTime, FixedOffset};
-use fleet_protocol::{Applied, Campaign, Report, TenantSlug, TerminalState};
+use fleet_protocol::{Applied, Campaign, JST, Report, TenantSlug, TerminalState};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query, SimpleExpr};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};
 
@@ -283,17 +283,16 @@ async fn append_history(
                 seq_value(r.seq),
                 incoming.tenant.as_str().into(),
                 r.clinic_code.as_str().into(),
-                r.observed_at.into(),
-                incoming.received_at.into(),
+                // JST everywhere, so SQLite's text order is time order.
+                r.observed_at.with_timezone(&JST).into(),
+                incoming.received_at.with_timezone(&JST).into(),
                 incoming.body.clone().into(),
             ])?;
         }
         insert
-            .on_conflict(
-                OnConflict::columns([col("terminal_id"), col("seq")])
-                    .do_nothing()
-                    .to_owned(),
-            )
+            // No conflict target: SQLite's key is (terminal_id, seq), PostgreSQL's
+            // partitioned history adds observed_at; either way a redelivery collides.
+            .on_conflict(OnConflict::new().do_nothing().to_owned())
             .returning(Query::returning().columns([col("terminal_id"), col("seq")]));
         for row in txn
             .query_all(&insert)
@@ -355,7 +354,7 @@ async fn append_reader_errors(
                 incoming.tenant.as_str().into(),
                 e.code.clone().into(),
                 e.message.clone().into(),
-                e.at.into(),
+                e.at.with_timezone(&JST).into(),
                 i64::from(e.count).into(),
             ])?;
         }
