@@ -48,6 +48,13 @@ ensure_postgres() {
   log "PostgreSQL did not start"; return 1
 }
 
+ensure_chromium() {
+  if ! command -v chromium >/dev/null 2>&1; then
+    log "installing Chromium (the page tests drive a real browser)"
+    apt_install chromium fonts-noto-cjk
+  fi
+}
+
 ensure_nextest() {
   if ! cargo nextest --version >/dev/null 2>&1; then
     log "installing cargo-nextest"

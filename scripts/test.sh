@@ -5,5 +5,6 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 ensure_rabbitmq
 ensure_postgres
+ensure_chromium
 ensure_nextest
 exec cargo nextest run --workspace --no-fail-fast "$@"

@@ -30,6 +30,7 @@ macro_rules! on_both_databases {
     };
 }
 
+mod browser;
 mod faults;
 mod scale;
 
