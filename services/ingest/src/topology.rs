@@ -84,3 +84,49 @@ pub async fn declare(channel: &Channel) -> lapin::Result<()> {
         .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// deploy/rabbitmq/definitions.json must declare exactly what the service declares,
+    /// or a broker provisioned from it would refuse the service's declarations.
+    #[test]
+    fn deploy_definitions_match_the_declared_topology() {
+        let text = include_str!("../../../deploy/rabbitmq/definitions.json");
+        let d: serde_json::Value = serde_json::from_str(text).unwrap();
+        let exchange = |name: &str| {
+            d["exchanges"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["name"] == name)
+                .cloned()
+                .unwrap()
+        };
+        let queue = |name: &str| {
+            d["queues"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|q| q["name"] == name)
+                .cloned()
+                .unwrap()
+        };
+        assert_eq!(exchange(REPORTS_EXCHANGE)["type"], "topic");
+        assert_eq!(exchange(DEAD)["type"], "fanout");
+        assert_eq!(exchange(REPORTS_EXCHANGE)["durable"], true);
+        assert_eq!(queue(INGEST_QUEUE)["arguments"]["x-queue-type"], "quorum");
+        assert_eq!(
+            queue(INGEST_QUEUE)["arguments"]["x-dead-letter-exchange"],
+            DEAD
+        );
+        assert_eq!(queue(DEAD)["arguments"]["x-queue-type"], "quorum");
+        let bound = d["bindings"].as_array().unwrap().iter().any(|b| {
+            b["source"] == REPORTS_EXCHANGE
+                && b["destination"] == INGEST_QUEUE
+                && b["routing_key"] == INGEST_BINDING
+        });
+        assert!(bound, "fleet.ingest is bound with v1.*.report");
+    }
+}
