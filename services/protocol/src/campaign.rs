@@ -605,3 +605,18 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod documented_example {
+    /// The example in docs/campaigns.md, which `fleetd campaign add` is shown with.
+    #[test]
+    fn the_documented_campaign_parses_and_validates() {
+        let text = include_str!("../../../docs/examples/campaign-qualification-app.json");
+        let campaign: super::Campaign = serde_json::from_str(text).unwrap();
+        campaign.validate().unwrap();
+        let t = |s| chrono::DateTime::parse_from_rfc3339(s).unwrap();
+        assert!(campaign.distributing_at(t("2026-03-02T21:00:00+09:00")));
+        assert!(!campaign.distributing_at(t("2026-03-08T21:00:00+09:00")), "the excepted night");
+        assert!(campaign.distributing_at(t("2026-03-20T12:00:00+09:00")));
+    }
+}
