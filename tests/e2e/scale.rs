@@ -297,3 +297,55 @@ async fn history(kind: DbKind) -> anyhow::Result<()> {
     assert_eq!(clinic["terminals"][0]["last_seq"], 2);
     app.shutdown().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn causes_that_depend_on_time_are_reassessed() -> anyhow::Result<()> {
+    use fleet_protocol::{Campaign, Report};
+    use fleet_store::IncomingReport;
+    let app = TestApp::spawn(DbKind::Sqlite).await?;
+    let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s);
+    // Reported on 10 January, before distribution, then never again.
+    let mut early = in_state(&terminal_id(1), 1, OSAKA, CampaignState::NotDownloaded);
+    early["observed_at"] = json!("2026-01-10T10:00:00+09:00");
+    early["distribution"] = json!({ "enabled": true });
+    let body = serde_json::to_string(&early)?;
+    let incoming = IncomingReport {
+        tenant: fleet_protocol::TenantSlug::parse("demo")?,
+        report: Report::parse(body.as_bytes())?,
+        body,
+        received_at: at("2026-01-10T10:00:01+09:00")?,
+    };
+    let campaigns = vec![Campaign::face_library_5_1_0()];
+    app.store
+        .write_batch(&[incoming], &campaigns, at("2026-01-10T10:00:01+09:00")?)
+        .await?;
+    let token = app.vendor_token(Role::Support, "demo");
+    let cause = |clinic: serde_json::Value| {
+        clinic["terminals"][0]["actions"]["face-library-5.1.0"]["cause"].clone()
+    };
+    let (_, clinic) = app
+        .get_json(&format!("/api/v1/clinics/{OSAKA}"), Some(&token))
+        .await?;
+    assert_eq!(cause(clinic), "distribution_not_started");
+
+    // Still before distribution: nothing changes.
+    assert_eq!(
+        app.store
+            .reassess_time_dependent(at("2026-01-15T12:00:00+09:00")?)
+            .await?,
+        0
+    );
+    // After the nights began, a silent terminal was not on during distribution.
+    assert_eq!(
+        app.store
+            .reassess_time_dependent(at("2026-01-22T12:00:00+09:00")?)
+            .await?,
+        1
+    );
+    let (_, clinic) = app
+        .get_json(&format!("/api/v1/clinics/{OSAKA}"), Some(&token))
+        .await?;
+    assert_eq!(cause(clinic), "powered_off_during_distribution");
+    assert!(app.store.check_counters().await?.is_empty());
+    app.shutdown().await
+}

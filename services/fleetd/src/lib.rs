@@ -65,7 +65,8 @@ pub async fn serve(
     ingest.and(web)
 }
 
-/// Creates history partitions ahead and applies retention, at start and hourly.
+/// Hourly upkeep, also at start: history partitions ahead, retention, and campaign
+/// causes that changed with time.
 pub async fn maintain_history(
     store: Store,
     retention_days: u32,
@@ -85,6 +86,14 @@ pub async fn maintain_history(
             Err(err) => tracing::warn!(
                 error = format!("{err:#}"),
                 "history maintenance failed; retrying in an hour"
+            ),
+        }
+        match store.reassess_time_dependent(fleet_store::now_jst()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(terminals = n, "re-assessed causes that depended on time"),
+            Err(err) => tracing::warn!(
+                error = format!("{err:#}"),
+                "re-assessing campaign causes failed"
             ),
         }
         tokio::select! {

@@ -8,15 +8,20 @@
 use std::collections::HashMap;
 
 use anyhow::Context;
-use fleet_protocol::{Campaign, TenantSlug, TerminalState};
+use chrono::{DateTime, FixedOffset};
+use fleet_protocol::{Campaign, Cause, TenantSlug, TerminalState};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Order, Query};
 use sea_orm::{ConnectionTrait, TransactionTrait};
 
 use crate::write::{Loaded, upsert_campaign_states};
 use crate::{Store, now_jst};
 
-/// Terminals assessed per transaction when a campaign is added.
+/// Terminals assessed per transaction.
 const PAGE: u64 = 1000;
+
+fn col(name: &str) -> Alias {
+    Alias::new(name)
+}
 
 impl Store {
     /// Adds a campaign and assesses every stored terminal for it. Returns how many
@@ -25,12 +30,8 @@ impl Store {
         campaign.validate().map_err(anyhow::Error::msg)?;
         let now = now_jst();
         let insert = Query::insert()
-            .into_table(Alias::new("campaigns"))
-            .columns([
-                Alias::new("id"),
-                Alias::new("definition"),
-                Alias::new("created_at"),
-            ])
+            .into_table(col("campaigns"))
+            .columns([col("id"), col("definition"), col("created_at")])
             .values([
                 campaign.id.clone().into(),
                 serde_json::to_string(campaign)?.into(),
@@ -43,22 +44,57 @@ impl Store {
                 campaign.id
             )
         })?;
+        self.assess_terminals(campaign, None, now).await
+    }
 
+    /// Re-assesses terminals whose cause depended on time: those told "distribution has
+    /// not started" once the first window has opened. A terminal that reported before
+    /// distribution and then fell silent would otherwise keep that cause for ever.
+    pub async fn reassess_time_dependent(&self, now: DateTime<FixedOffset>) -> anyhow::Result<u64> {
+        let mut assessed = 0;
+        for campaign in self.campaigns().await? {
+            if campaign
+                .first_window_start()
+                .is_some_and(|start| start <= now)
+            {
+                assessed += self
+                    .assess_terminals(&campaign, Some(Cause::DistributionNotStarted), now)
+                    .await?;
+            }
+        }
+        Ok(assessed)
+    }
+
+    /// Assesses, for `campaign`, every terminal — or only those whose current cause in
+    /// it is `only` — one page per transaction.
+    async fn assess_terminals(
+        &self,
+        campaign: &Campaign,
+        only: Option<Cause>,
+        now: DateTime<FixedOffset>,
+    ) -> anyhow::Result<u64> {
+        let t = |c: &str| (col("terminals"), col(c));
         let mut after = String::new();
         let mut assessed = 0u64;
         loop {
             let txn = self.db.begin().await?;
-            let select = Query::select()
-                .columns([
-                    Alias::new("terminal_id"),
-                    Alias::new("tenant"),
-                    Alias::new("state"),
-                ])
-                .from(Alias::new("terminals"))
-                .and_where(Expr::col(Alias::new("terminal_id")).gt(after.clone()))
-                .order_by(Alias::new("terminal_id"), Order::Asc)
-                .limit(PAGE)
-                .to_owned();
+            let mut select = Query::select();
+            select
+                .columns([t("terminal_id"), t("tenant"), t("state")])
+                .from(col("terminals"))
+                .and_where(Expr::col(t("terminal_id")).gt(after.clone()))
+                .order_by(t("terminal_id"), Order::Asc)
+                .limit(PAGE);
+            if let Some(cause) = only {
+                let s = |c: &str| (col("campaign_states"), col(c));
+                select
+                    .inner_join(
+                        col("campaign_states"),
+                        Expr::col(s("terminal_id")).equals(t("terminal_id")),
+                    )
+                    .and_where(Expr::col(s("campaign_id")).eq(campaign.id.as_str()))
+                    .and_where(Expr::col(s("cause")).eq(cause.as_str()));
+            }
             let rows = txn
                 .query_all(&select)
                 .await
