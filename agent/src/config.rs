@@ -20,16 +20,20 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset};
-use fleet_protocol::report::{Certificate, NfcReader, Reader, ReaderMaker, ReaderMode};
+use fleet_protocol::report::{NfcReader, Reader, ReaderMaker, ReaderMode};
 use fleet_protocol::{ClinicCode, TenantSlug};
 use serde::Deserialize;
 use uuid::Uuid;
 
 /// The broker of the contract's embedded default (§4).
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+/// The AMQP frame size the agent asks for unless the URL sets `frame_max`.
+pub const DEFAULT_FRAME_MAX: u32 = 16 * 1024;
 /// The page that shows the 回線認証 state on a terminal (domain.md).
 pub const DEFAULT_LINE_AUTH_URL: &str = "https://www.lineauth.mnw";
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+/// How often the terminal is looked at for changes between two interval reports.
+pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(10);
 pub const DEFAULT_LINE_AUTH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Terminals stand in Japan: times the agent writes, and times read from files that
 /// carry no offset, are in JST unless `utc_offset` says otherwise.
@@ -48,8 +52,13 @@ pub struct Settings {
     pub amqp: AmqpTarget,
     /// Holds the `seq` file; must survive reboots of the terminal.
     pub state_dir: PathBuf,
-    /// Time between two reports of `run`.
+    /// Time between two reports of `run` when nothing changes.
     pub interval: Duration,
+    /// Time between two looks at the terminal: a change (or a reader error) found by
+    /// one is reported at once instead of at the next interval.
+    pub check_interval: Duration,
+    /// The on-disk spool every report goes through.
+    pub spool: SpoolSettings,
     /// Offset for the times the agent writes and for offset-less times it reads.
     pub utc_offset: FixedOffset,
     pub host: HostSettings,
@@ -59,10 +68,38 @@ pub struct Settings {
     pub distribution: Option<DistributionSettings>,
     /// `None`: the 回線認証 check is switched off.
     pub line_auth: Option<LineAuthSettings>,
-    /// Reported as configured until the reader is probed for real.
+    /// Reported as configured; `errors` come from `reader_log`.
     pub reader: Option<Reader>,
+    /// The reader software's log files, if errors are to be read from them.
+    pub reader_log: Option<ReaderLogSettings>,
     pub nfc_reader: Option<NfcReader>,
-    pub certificate: Option<Certificate>,
+    pub certificate: Option<CertificateSettings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SpoolSettings {
+    /// Default `<state_dir>/spool`.
+    pub dir: PathBuf,
+    pub config: crate::spool::SpoolConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReaderLogSettings {
+    /// Log files; a `*` in the file name matches date-named logs.
+    pub files: Vec<PathBuf>,
+    /// The maker's patterns, compiled and checked at load.
+    pub parser: crate::probe::reader_log::LineParser,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CertificateSettings {
+    /// A PEM or DER file holding the terminal certificate.
+    pub file: Option<PathBuf>,
+    /// Windows certificate store name (`cfg(windows)`, not read yet).
+    pub store: Option<String>,
+    /// Used when the file does not say (or there is no file).
+    pub issuer: Option<String>,
+    pub not_after: Option<DateTime<FixedOffset>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -71,6 +108,9 @@ pub struct HostSettings {
     pub hostname: Option<String>,
     /// Overrides the system's OS name.
     pub os: Option<String>,
+    /// Pending-reboot markers of Windows (registry) are also consulted
+    /// (`cfg(windows)`; not read yet, logged).
+    pub windows_reboot_markers: bool,
     /// The terminal restarts itself every morning (known from its setup, not probed).
     pub auto_reboot: Option<bool>,
     /// A file holding the last boot time, read instead of the system's (fixtures).
@@ -105,6 +145,8 @@ pub struct AmqpTarget {
     url: String,
     user: String,
     redacted: String,
+    /// PEM roots to trust for `amqps://` instead of the built-in web roots.
+    ca_pem: Option<String>,
 }
 
 impl AmqpTarget {
@@ -121,11 +163,37 @@ impl AmqpTarget {
             "{}://{}@{}:{}/{}",
             uri.scheme, user, uri.authority.host, uri.authority.port, uri.vhost
         );
+        // lapin sizes its connection buffers by the negotiated frame size; the
+        // broker's default (128 KiB) costs about 8 MiB resident, the agent's whole
+        // budget. Reports are small and a larger body is simply split into frames.
+        let url = if uri.query.frame_max.is_some() {
+            url.to_owned()
+        } else {
+            let sep = if url.contains('?') { '&' } else { '?' };
+            format!("{url}{sep}frame_max={DEFAULT_FRAME_MAX}")
+        };
         Ok(Self {
-            url: url.to_owned(),
+            url,
             user,
             redacted,
+            ca_pem: None,
         })
+    }
+
+    /// Trusts these PEM roots for `amqps://` (the broker's private CA).
+    pub fn with_ca_pem(mut self, pem: String) -> Self {
+        self.ca_pem = Some(pem);
+        self
+    }
+
+    /// The PEM roots set by `amqp_ca_file`, if any.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
+    }
+
+    /// `amqps://`: TLS to the broker.
+    pub fn is_tls(&self) -> bool {
+        self.url.starts_with("amqps://")
     }
 
     /// The full URL, password included: only for connecting.
@@ -268,8 +336,12 @@ struct File {
     clinic_code: ClinicCode,
     tenant: TenantSlug,
     amqp_url: Option<String>,
+    amqp_ca_file: Option<PathBuf>,
     state_dir: PathBuf,
     interval_secs: Option<NonZeroU64>,
+    check_interval_secs: Option<NonZeroU64>,
+    #[serde(default)]
+    spool: SpoolFile,
     utc_offset: Option<String>,
     #[serde(default)]
     host: HostFile,
@@ -290,6 +362,27 @@ struct HostFile {
     os: Option<String>,
     auto_reboot: Option<bool>,
     booted_at_file: Option<PathBuf>,
+    windows_reboot_markers: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SpoolFile {
+    dir: Option<PathBuf>,
+    max_mib: Option<NonZeroU64>,
+    segment_kib: Option<NonZeroU64>,
+    /// "always" | "never" | "interval"
+    fsync: Option<String>,
+    fsync_interval_ms: Option<NonZeroU64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReaderLogFile {
+    files: Vec<PathBuf>,
+    #[serde(default)]
+    patterns: Vec<String>,
+    builtin_patterns: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -318,6 +411,7 @@ struct ReaderFile {
     connected: Option<bool>,
     via_usb_hub: Option<bool>,
     mode: Option<ReaderMode>,
+    log: Option<ReaderLogFile>,
 }
 
 #[derive(Deserialize)]
@@ -330,6 +424,8 @@ struct NfcReaderFile {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CertificateFile {
+    file: Option<PathBuf>,
+    store: Option<String>,
     issuer: Option<String>,
     not_after: Option<DateTime<FixedOffset>>,
 }
@@ -338,8 +434,23 @@ type FieldError = (String, String);
 
 impl File {
     fn check(self) -> Result<Settings, FieldError> {
-        let amqp = AmqpTarget::parse(self.amqp_url.as_deref().unwrap_or(DEFAULT_AMQP_URL))
+        let mut amqp = AmqpTarget::parse(self.amqp_url.as_deref().unwrap_or(DEFAULT_AMQP_URL))
             .map_err(|reason| ("amqp_url".to_owned(), reason))?;
+        if let Some(path) = &self.amqp_ca_file {
+            let pem = std::fs::read_to_string(path).map_err(|err| {
+                (
+                    "amqp_ca_file".to_owned(),
+                    format!("cannot read {}: {err}", path.display()),
+                )
+            })?;
+            if !pem.contains("-----BEGIN CERTIFICATE-----") {
+                return Err((
+                    "amqp_ca_file".to_owned(),
+                    format!("{} holds no PEM certificate", path.display()),
+                ));
+            }
+            amqp = amqp.with_ca_pem(pem);
+        }
         let utc_offset = self
             .utc_offset
             .as_deref()
@@ -372,21 +483,52 @@ impl File {
             }
         };
         let line_auth = self.line_auth.check()?;
+        let spool = self.spool.check(&self.state_dir)?;
+        let interval = self
+            .interval_secs
+            .map_or(DEFAULT_INTERVAL, |s| Duration::from_secs(s.get()));
+        let check_interval = self
+            .check_interval_secs
+            .map_or(DEFAULT_CHECK_INTERVAL, |s| Duration::from_secs(s.get()))
+            .min(interval);
+        let reader_log = match self.reader.as_ref().and_then(|r| r.log.as_ref()) {
+            None => None,
+            Some(log) => {
+                let maker = self.reader.as_ref().and_then(|r| r.maker);
+                let parser = crate::probe::reader_log::LineParser::new(
+                    maker,
+                    log.builtin_patterns.unwrap_or(true),
+                    &log.patterns,
+                )
+                .map_err(|reason| ("reader.log.patterns".to_owned(), reason))?;
+                if log.files.is_empty() {
+                    return Err((
+                        "reader.log.files".to_owned(),
+                        "must name at least one file".to_owned(),
+                    ));
+                }
+                Some(ReaderLogSettings {
+                    files: log.files.clone(),
+                    parser,
+                })
+            }
+        };
         Ok(Settings {
             terminal_id: self.terminal_id,
             clinic_code: self.clinic_code,
             tenant: self.tenant,
             amqp,
             state_dir: self.state_dir,
-            interval: self
-                .interval_secs
-                .map_or(DEFAULT_INTERVAL, |s| Duration::from_secs(s.get())),
+            interval,
+            check_interval,
+            spool,
             utc_offset,
             host: HostSettings {
                 hostname: self.host.hostname,
                 os: self.host.os,
                 auto_reboot: self.host.auto_reboot,
                 booted_at_file: self.host.booted_at_file,
+                windows_reboot_markers: self.host.windows_reboot_markers.unwrap_or(true),
             },
             versions: self.versions,
             distribution,
@@ -397,17 +539,67 @@ impl File {
                 connected: r.connected,
                 via_usb_hub: r.via_usb_hub,
                 mode: r.mode,
-                // Reader errors are events read from the reader's logs; not yet probed.
+                // Events read from the reader's logs by the daemon, not settings.
                 errors: None,
             }),
+            reader_log,
             nfc_reader: self.nfc_reader.map(|n| NfcReader {
                 model: n.model,
                 firmware: n.firmware,
             }),
-            certificate: self.certificate.map(|c| Certificate {
+            certificate: self.certificate.map(|c| CertificateSettings {
+                file: c.file,
+                store: c.store,
                 issuer: c.issuer,
                 not_after: c.not_after,
             }),
+        })
+    }
+}
+
+impl SpoolFile {
+    fn check(&self, state_dir: &Path) -> Result<SpoolSettings, FieldError> {
+        use crate::spool::{FsyncPolicy, SpoolConfig};
+        let defaults = SpoolConfig::default();
+        let interval = self
+            .fsync_interval_ms
+            .map_or(Duration::from_secs(1), |ms| Duration::from_millis(ms.get()));
+        let fsync = match self.fsync.as_deref() {
+            None | Some("always") => FsyncPolicy::Always,
+            Some("interval") => FsyncPolicy::Interval(interval),
+            Some("never") => FsyncPolicy::Never,
+            Some(other) => {
+                return Err((
+                    "spool.fsync".to_owned(),
+                    format!("{other:?} is not one of \"always\", \"interval\", \"never\""),
+                ));
+            }
+        };
+        if self.fsync_interval_ms.is_some() && !matches!(fsync, FsyncPolicy::Interval(_)) {
+            return Err((
+                "spool.fsync_interval_ms".to_owned(),
+                "only applies with fsync = \"interval\"".to_owned(),
+            ));
+        }
+        let max_bytes = self
+            .max_mib
+            .map_or(defaults.max_bytes, |m| m.get().saturating_mul(1024 * 1024));
+        let segment_bytes = self
+            .segment_kib
+            .map_or(defaults.segment_bytes, |k| k.get().saturating_mul(1024));
+        if segment_bytes > max_bytes {
+            return Err((
+                "spool.segment_kib".to_owned(),
+                "a segment cannot be larger than the whole spool (max_mib)".to_owned(),
+            ));
+        }
+        Ok(SpoolSettings {
+            dir: self.dir.clone().unwrap_or_else(|| state_dir.join("spool")),
+            config: SpoolConfig {
+                max_bytes,
+                segment_bytes,
+                fsync,
+            },
         })
     }
 }
@@ -464,7 +656,10 @@ state_dir = "/var/lib/fleet-agent"
     fn minimal_file_gets_the_documented_defaults() {
         let s = parse(MINIMAL).unwrap();
         assert_eq!(s.interval, Duration::from_secs(60));
-        assert_eq!(s.amqp.url(), DEFAULT_AMQP_URL);
+        assert_eq!(
+            s.amqp.url(),
+            format!("{DEFAULT_AMQP_URL}?frame_max={DEFAULT_FRAME_MAX}")
+        );
         assert_eq!(s.amqp.user(), "guest");
         assert_eq!(s.utc_offset, FixedOffset::east_opt(9 * 3600).unwrap());
         let line_auth = s.line_auth.unwrap();
@@ -570,6 +765,25 @@ state_dir = "/var/lib/fleet-agent"
         assert!(err.contains("点数表番号"), "{err}");
         let err = parse("terminal_id = [").unwrap_err();
         assert_eq!(err.field(), Some("(file)"));
+    }
+
+    #[test]
+    fn a_small_frame_max_is_asked_for_unless_the_url_sets_one() {
+        let with = |url: &str| {
+            parse(&format!("{MINIMAL}amqp_url = \"{url}\"\n"))
+                .unwrap()
+                .amqp
+                .url()
+                .to_owned()
+        };
+        assert_eq!(
+            with("amqps://u:p@mq.example/fleet?heartbeat=30"),
+            "amqps://u:p@mq.example/fleet?heartbeat=30&frame_max=16384"
+        );
+        assert_eq!(
+            with("amqp://u:p@mq.example/fleet?frame_max=131072"),
+            "amqp://u:p@mq.example/fleet?frame_max=131072"
+        );
     }
 
     #[test]

@@ -1,19 +1,29 @@
-//! The `run` loop: a report per interval, published with confirms, kept until
-//! confirmed.
+//! The `run` loop: look at the terminal often, report on a change at once and
+//! otherwise every interval; every report goes through the on-disk spool and leaves
+//! it only when the broker confirmed it.
 //!
-//! Each tick takes a snapshot with a freshly allocated (already persisted) `seq` and
-//! appends it to a queue; the queue is then sent oldest first, and a report leaves it
-//! only when the broker confirmed it. A `nack`, an unroutable message or a lost
-//! connection keeps it (and everything behind it) for the next tick. Reconnection
-//! waits an exponential backoff with full jitter (a random delay between zero and the
-//! current ceiling), so a fleet that lost its broker does not come back in lockstep.
+//! Every `check_interval` (default 10 s) the probes run. A report is written when the
+//! terminal's state differs from the last report's (anything but times and `seq`),
+//! when the reader logged errors (both *essential*: never dropped when the spool is
+//! full), or when `interval` (default 60 s) passed since the last one (a heartbeat).
+//! Writing means: allocate a `seq` (persisted first), append the JSON body to the
+//! [`Spool`] (durable per its fsync policy), then mark the reader errors delivered.
 //!
-//! The queue lives in memory and holds at most [`MAX_PENDING`] reports (a day at the
-//! default interval); past that the oldest is dropped with an error in the log, and a
-//! stop or crash loses what is queued. A crash-safe disk spool replaces it in a later
-//! issue. Losing a queued report leaves a gap in `seq`, which the contract allows.
+//! Sending takes the spool oldest first; a record is acknowledged in the spool only
+//! after the broker's `basic.ack`. A `nack`, an unroutable message, a lost connection
+//! or a confirm that never comes keep it (and everything behind it) for the next try.
+//! Reconnection waits an exponential backoff with full jitter (a random delay between
+//! zero and the current ceiling), so a fleet that lost its broker in an area outage
+//! does not come back in lockstep. A stop (SIGTERM) sends what it can within a few
+//! seconds and syncs the spool; what is left goes out after the next start.
+//!
+//! Spool calls are synchronous on purpose: they are a few small writes and an fsync
+//! per report, and keeping the spool owned by this one task means no locking.
+//!
+//! When heartbeats are dropped under the spool's size limit, the running total is
+//! kept in `<state_dir>/spool-dropped` and sent as the additive, optional field
+//! `"spool": {"dropped_heartbeats": n}` of later reports (absent while it is zero).
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,13 +34,13 @@ use rand::Rng;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::config::Settings;
-use crate::probe;
+use crate::probe::Probes;
 use crate::publish::{PublishError, Publisher};
 use crate::seq::SeqStore;
+use crate::spool::{DiskStorage, Spool};
 
-/// Reports kept while the broker is unreachable: one day at the default interval.
-pub const MAX_PENDING: usize = 1440;
-
+/// How long a stop may spend sending what is spooled.
+pub const SHUTDOWN_FLUSH: Duration = Duration::from_secs(5);
 /// Exponential backoff with full jitter: the n-th consecutive failure waits a uniform
 /// random time in `[0, min(cap, base · 2ⁿ)]`.
 #[derive(Debug, Clone)]
@@ -87,26 +97,65 @@ impl Default for Backoff {
 pub struct Agent {
     settings: Arc<Settings>,
     seq: SeqStore,
-    /// Reports not yet confirmed, oldest first.
-    pending: VecDeque<Report>,
+    /// Every report, from before it is sent until it is confirmed.
+    spool: Spool<DiskStorage>,
+    /// Running total of heartbeats dropped under the spool limit (persisted).
+    dropped: SeqStore,
+    /// Probes with memory (the reader-log tail).
+    probes: Probes,
     /// `None` while disconnected.
     publisher: Option<Publisher>,
     backoff: Backoff,
     /// No connection attempt before this instant.
     next_connect: Instant,
+    /// The state part of the last spooled report, to tell a change from a heartbeat.
+    last_state: Option<String>,
+    last_report_at: Option<Instant>,
+}
+
+/// What makes two reports "the same state": everything but the times that move on
+/// their own, `seq` and the reader errors (events, judged separately).
+pub fn state_fingerprint(report: &Report) -> String {
+    let mut state = report.clone();
+    state.seq = 0;
+    state.observed_at = chrono::DateTime::UNIX_EPOCH.fixed_offset();
+    if let Some(line_auth) = &mut state.line_auth {
+        line_auth.checked_at = None;
+    }
+    if let Some(reader) = &mut state.reader {
+        reader.errors = None;
+    }
+    String::from_utf8_lossy(&state.to_json()).into_owned()
 }
 
 impl Agent {
-    pub fn new(settings: Settings) -> Self {
+    /// Opens the spool (recovering it after a crash) and the state files.
+    pub fn new(settings: Settings) -> anyhow::Result<Self> {
         let seq = SeqStore::new(&settings.state_dir);
-        Self {
+        let (spool, recovery) = Spool::open_dir(&settings.spool.dir, settings.spool.config)
+            .with_context(|| format!("opening the spool in {}", settings.spool.dir.display()))?;
+        if recovery.pending > 0 || recovery.truncated_bytes > 0 {
+            tracing::info!(
+                pending = recovery.pending,
+                segments = recovery.segments,
+                truncated_bytes = recovery.truncated_bytes,
+                "spool recovered"
+            );
+        }
+        let probes = Probes::new(&settings);
+        let dropped = SeqStore::named(&settings.state_dir, "spool-dropped");
+        Ok(Self {
             settings: Arc::new(settings),
             seq,
-            pending: VecDeque::new(),
+            spool,
+            dropped,
+            probes,
             publisher: None,
             backoff: Backoff::default(),
             next_connect: Instant::now(),
-        }
+            last_state: None,
+            last_report_at: None,
+        })
     }
 
     /// Replaces the default reconnect backoff (1 s doubling up to 5 min).
@@ -115,9 +164,14 @@ impl Agent {
         self
     }
 
-    /// Reports waiting for a confirm.
+    /// Reports in the spool waiting for a confirm.
     pub fn pending(&self) -> usize {
-        self.pending.len()
+        self.spool.len()
+    }
+
+    /// The spool itself (tests, diagnostics).
+    pub fn spool(&mut self) -> &mut Spool<DiskStorage> {
+        &mut self.spool
     }
 
     /// Failed attempts to get a report confirmed since the last confirm.
@@ -125,36 +179,91 @@ impl Agent {
         self.backoff.failures()
     }
 
-    /// Takes a snapshot under a newly allocated `seq` and queues it; returns the `seq`.
-    /// The `seq` is on disk before the report exists.
+    /// Takes a snapshot and spools it whatever it shows; returns its `seq`.
     pub async fn collect(&mut self) -> anyhow::Result<u64> {
-        let settings = Arc::clone(&self.settings);
-        let store = self.seq.clone();
-        let report = tokio::task::spawn_blocking(move || -> anyhow::Result<Report> {
-            let seq = store.allocate().context("allocating a sequence number")?;
-            Ok(probe::snapshot(&settings, seq))
-        })
-        .await
-        .context("the snapshot task failed")??;
-        let seq = report.seq;
-        if self.pending.len() >= MAX_PENDING
-            && let Some(dropped) = self.pending.pop_front()
-        {
-            tracing::error!(
-                message_id = %dropped.message_id(),
-                limit = MAX_PENDING,
-                "retry queue full: dropping the oldest unconfirmed report"
-            );
-        }
-        self.pending.push_back(report);
-        Ok(seq)
+        self.check(true)
+            .await?
+            .context("a forced report was not written")
     }
 
-    /// Sends the queue oldest first, connecting first if disconnected and the backoff
+    /// Looks at the terminal; spools a report if the state changed, the reader
+    /// logged errors, the interval is up, or `force`. Returns the `seq` written.
+    pub async fn check(&mut self, force: bool) -> anyhow::Result<Option<u64>> {
+        let settings = Arc::clone(&self.settings);
+        let mut probes = std::mem::take(&mut self.probes);
+        let (probes, mut report) = tokio::task::spawn_blocking(move || {
+            let report = probes.observe(&settings, 0);
+            (probes, report)
+        })
+        .await
+        .context("the snapshot task failed")?;
+        self.probes = probes;
+
+        let state = state_fingerprint(&report);
+        let has_errors = report
+            .reader
+            .as_ref()
+            .and_then(|r| r.errors.as_ref())
+            .is_some_and(|e| !e.is_empty());
+        let changed = self.last_state.as_deref() != Some(state.as_str());
+        // Half a check of slack, so a 60 s interval checked every 10 s is not 70 s.
+        let slack = self.settings.check_interval / 2;
+        let interval_up = self
+            .last_report_at
+            .is_none_or(|at| at.elapsed() + slack >= self.settings.interval);
+        if !(force || changed || has_errors || interval_up) {
+            return Ok(None);
+        }
+        let essential = changed || has_errors;
+        report.seq = self
+            .seq
+            .allocate()
+            .context("allocating a sequence number")?;
+        let payload = self.body(&report)?;
+        let appended = self
+            .spool
+            .append(report.seq, essential, &payload)
+            .context("writing the report to the spool")?;
+        let dropped = appended.dropped.len() as u64 + u64::from(!appended.stored);
+        if dropped > 0 {
+            match self.dropped.add(dropped) {
+                Ok(total) => {
+                    tracing::warn!(dropped, total, "heartbeat reports dropped: spool full")
+                }
+                Err(err) => tracing::error!(error = %err, "cannot count dropped reports"),
+            }
+        }
+        self.probes.commit();
+        if changed && self.last_state.is_some() {
+            tracing::info!(seq = report.seq, "state changed: reporting now");
+        }
+        self.last_state = Some(state);
+        self.last_report_at = Some(Instant::now());
+        Ok(Some(report.seq))
+    }
+
+    /// The message body: the report, plus the additive `spool` field once anything
+    /// was dropped.
+    fn body(&self, report: &Report) -> anyhow::Result<Vec<u8>> {
+        let dropped = self.dropped.peek().unwrap_or(0);
+        if dropped == 0 {
+            return Ok(report.to_json());
+        }
+        let mut value = serde_json::to_value(report).context("serialising the report")?;
+        if let Some(object) = value.as_object_mut() {
+            object.insert(
+                "spool".to_owned(),
+                serde_json::json!({ "dropped_heartbeats": dropped }),
+            );
+        }
+        serde_json::to_vec(&value).context("serialising the report")
+    }
+
+    /// Sends the spool oldest first, connecting first if disconnected and the backoff
     /// allows. Stops at the first report that is not confirmed. Returns how many were
     /// confirmed.
     pub async fn flush(&mut self) -> usize {
-        if self.pending.is_empty() {
+        if self.spool.is_empty() {
             return 0;
         }
         if self.publisher.as_ref().is_some_and(|p| !p.is_connected()) {
@@ -183,20 +292,38 @@ impl Agent {
             }
         }
         let mut confirmed = 0;
-        while let (Some(report), Some(publisher)) = (self.pending.front(), self.publisher.as_ref())
-        {
-            let message_id = report.message_id();
-            match publisher.publish(&self.settings.tenant, report).await {
+        while let Some(publisher) = self.publisher.as_ref() {
+            let record = match self.spool.front() {
+                Ok(Some(record)) => record,
+                Ok(None) => break,
+                Err(err) => {
+                    tracing::error!(error = %err, "cannot read the spool");
+                    break;
+                }
+            };
+            let message_id = format!("{}/{}", self.settings.terminal_id, record.seq);
+            let now = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0);
+            let result = publisher
+                .publish_body(&self.settings.tenant, &message_id, &record.payload, now)
+                .await;
+            match result {
                 Ok(()) => {
                     tracing::info!(%message_id, "report confirmed");
-                    self.pending.pop_front();
                     self.backoff.reset();
                     confirmed += 1;
+                    if let Err(err) = self.spool.ack_through(record.seq) {
+                        // Not acknowledged on disk: it is sent again, same message_id.
+                        tracing::error!(%message_id, error = %err, "cannot record the confirm in the spool");
+                        break;
+                    }
                 }
                 Err(err @ PublishError::TooLarge(_)) => {
                     // Retrying cannot make it smaller.
                     tracing::error!(%message_id, error = %err, "report dropped");
-                    self.pending.pop_front();
+                    if let Err(err) = self.spool.ack_through(record.seq) {
+                        tracing::error!(%message_id, error = %err, "cannot drop the report");
+                        break;
+                    }
                 }
                 Err(err) if err.is_connection_lost() => {
                     if let Some(publisher) = self.publisher.take() {
@@ -209,12 +336,18 @@ impl Agent {
                     tracing::warn!(
                         %message_id,
                         error = %err,
-                        pending = self.pending.len(),
-                        "report not confirmed; kept to retry at the next tick"
+                        pending = self.spool.len(),
+                        "report not confirmed; kept in the spool to retry"
                     );
+                    // A nack is as much a failure as a lost connection: back off.
+                    let delay = self.backoff.next_delay(&mut rand::rng());
+                    self.next_connect = Instant::now() + delay;
                     break;
                 }
             }
+        }
+        if let Err(err) = self.spool.sync_if_due() {
+            tracing::error!(error = %err, "cannot sync the spool");
         }
         confirmed
     }
@@ -225,17 +358,21 @@ impl Agent {
         tracing::warn!(
             error = %err,
             retry_in = ?delay,
-            pending = self.pending.len(),
-            "broker unavailable; reports are kept for later"
+            pending = self.spool.len(),
+            "broker unavailable; reports stay in the spool"
         );
     }
 
-    /// Closes the connection, if any. Queued reports are lost (no spool yet).
+    /// Syncs the spool and closes the connection. Nothing is lost: what was not
+    /// confirmed stays in the spool for the next start.
     pub async fn close(mut self) {
-        if !self.pending.is_empty() {
-            tracing::warn!(
-                pending = self.pending.len(),
-                "stopping with unconfirmed reports; they are lost (no disk spool yet)"
+        if let Err(err) = self.spool.sync() {
+            tracing::error!(error = %err, "cannot sync the spool");
+        }
+        if !self.spool.is_empty() {
+            tracing::info!(
+                pending = self.spool.len(),
+                "stopping with unconfirmed reports; they stay in the spool"
             );
         }
         if let Some(publisher) = self.publisher.take() {
@@ -243,33 +380,37 @@ impl Agent {
         }
     }
 
-    /// One report, one attempt to send it; an error unless the broker confirmed it.
+    /// One report, one attempt to send the spool; an error unless the broker
+    /// confirmed that report.
     pub async fn run_once(mut self) -> anyhow::Result<u64> {
         let seq = self.collect().await?;
         self.flush().await;
-        let confirmed = self.pending.is_empty();
+        let confirmed = !self.spool.pending_seqs().contains(&seq);
         self.close().await;
         anyhow::ensure!(
             confirmed,
-            "report seq {seq} was not confirmed by the broker (see the log above)"
+            "report seq {seq} was not confirmed by the broker (see the log above); it stays in the spool"
         );
         Ok(seq)
     }
 
-    /// Reports every interval until `shutdown` completes, then closes cleanly.
+    /// Looks at the terminal every check interval and reports as the module says,
+    /// until `shutdown` completes; then sends what it can and closes cleanly.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         let mut shutdown = std::pin::pin!(shutdown);
-        let mut ticker = tokio::time::interval(self.settings.interval);
+        let mut ticker = tokio::time::interval(self.settings.check_interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         tracing::info!(
             terminal_id = %self.settings.terminal_id,
             tenant = %self.settings.tenant,
             broker = %self.settings.amqp,
             interval = ?self.settings.interval,
+            check_interval = ?self.settings.check_interval,
+            spooled = self.spool.len(),
             "agent running"
         );
         loop {
-            let reconnect_due = self.publisher.is_none() && !self.pending.is_empty();
+            let reconnect_due = self.publisher.is_none() && !self.spool.is_empty();
             let tick = tokio::select! {
                 () = &mut shutdown => break,
                 _ = ticker.tick() => true,
@@ -278,10 +419,12 @@ impl Agent {
             if tick {
                 tokio::select! {
                     () = &mut shutdown => break,
-                    result = self.collect() => match result {
-                        Ok(seq) => tracing::debug!(seq, "snapshot taken"),
-                        // Without a persisted seq no report may leave; try again next tick.
-                        Err(err) => tracing::error!(error = format!("{err:#}"), "no report this tick"),
+                    result = self.check(false) => match result {
+                        Ok(Some(seq)) => tracing::debug!(seq, "report spooled"),
+                        Ok(None) => {}
+                        // Without a persisted seq or a spooled copy no report may
+                        // leave; try again at the next check.
+                        Err(err) => tracing::error!(error = format!("{err:#}"), "no report this check"),
                     },
                 }
             }
@@ -291,6 +434,9 @@ impl Agent {
             }
         }
         tracing::info!("stopping");
+        if self.publisher.is_some() && !self.spool.is_empty() {
+            let _ = tokio::time::timeout(SHUTDOWN_FLUSH, self.flush()).await;
+        }
         self.close().await;
     }
 }

@@ -15,9 +15,14 @@
 //! - [`publish`]: one AMQP connection with confirms; a report counts as sent only
 //!   when the broker acknowledged it. [`publish::publish_report`] is the one-call
 //!   entry point for other programs (a simulator, end-to-end tests).
-//! - [`daemon`]: the `run` loop: a report per interval, an in-memory retry queue for
-//!   unconfirmed reports, reconnection with exponential backoff and full jitter, and a
-//!   clean stop on SIGTERM or ctrl-c.
+//! - [`spool`]: the crash-safe on-disk spool every report is written to before it is
+//!   published, and leaves only when the broker confirmed it.
+//! - [`daemon`]: the `run` loop: look often, report on a change at once and otherwise
+//!   per interval, send the spool oldest first, reconnect with exponential backoff
+//!   and full jitter, and stop cleanly on SIGTERM or ctrl-c.
+//!
+//! - [`sim`]: the fleet simulator behind the `fleet-sim` binary (many terminals, one
+//!   pure report function, a pipelined publisher); the agent itself never uses it.
 //!
 //! `main.rs` only parses the command line, sets up logging and calls into these.
 
@@ -26,6 +31,10 @@ pub mod daemon;
 pub mod probe;
 pub mod publish;
 pub mod seq;
+pub mod sim;
+pub mod spool;
+#[doc(hidden)]
+pub mod stress;
 
 pub use config::{AmqpTarget, ConfigError, Settings};
 pub use daemon::Agent;

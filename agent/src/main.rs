@@ -40,6 +40,31 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Test only: append reports to a spool as fast as possible, printing
+    /// `synced <seq>` once each is durable, until killed (the SIGKILL test).
+    #[command(hide = true)]
+    SpoolStress {
+        /// The spool directory; `<dir>/state` holds the seq.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The terminal the reports are for.
+        #[arg(long)]
+        terminal_id: uuid::Uuid,
+        /// Stop after this many appends (0: until killed).
+        #[arg(long, default_value_t = 0)]
+        count: u64,
+    },
+    /// Benchmark only: spool append and replay throughput in a fresh directory.
+    #[command(hide = true)]
+    SpoolBench {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 20_000)]
+        count: u64,
+        /// always | never | interval (1 s)
+        #[arg(long, default_value = "always")]
+        fsync: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -53,6 +78,23 @@ fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Report { config } => report(&config),
         Command::Run { config, once } => run(&config, once),
+        Command::SpoolStress {
+            dir,
+            terminal_id,
+            count,
+        } => fleet_agent::stress::spool_stress(&dir, terminal_id, count),
+        Command::SpoolBench { dir, count, fsync } => {
+            use fleet_agent::spool::FsyncPolicy;
+            let policy = match fsync.as_str() {
+                "always" => Ok(FsyncPolicy::Always),
+                "never" => Ok(FsyncPolicy::Never),
+                "interval" => Ok(FsyncPolicy::Interval(std::time::Duration::from_secs(1))),
+                other => Err(anyhow::anyhow!(
+                    "--fsync {other}: always, never or interval"
+                )),
+            };
+            policy.and_then(|p| fleet_agent::stress::spool_bench(&dir, count, p))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -77,12 +119,17 @@ fn run(config: &Path, once: bool) -> anyhow::Result<()> {
     let settings = Settings::load(config)?;
     // Refuse to start on an unreadable seq file rather than failing every tick.
     SeqStore::new(&settings.state_dir).peek()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // One thread is plenty for one report a minute, and every worker thread costs
+    // resident memory (its stack, a malloc arena): the goal is under 10 MiB. Probes
+    // run on the blocking pool, capped and let go soon after each check.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .max_blocking_threads(2)
+        .thread_keep_alive(std::time::Duration::from_secs(2))
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
-        let agent = Agent::new(settings);
+        let agent = Agent::new(settings)?;
         if once {
             let seq = agent.run_once().await?;
             tracing::info!(seq, "report confirmed");

@@ -89,16 +89,26 @@ impl Publisher {
     pub async fn connect(target: &AmqpTarget) -> Result<Self, PublishError> {
         let properties = ConnectionProperties::default()
             .with_connection_name(format!("fleet-agent {}", crate::AGENT_VERSION).into());
-        let connection = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            Connection::connect(target.url(), properties),
-        )
-        .await
-        .map_err(|_| PublishError::ConnectTimeout(target.to_string()))?
-        .map_err(|source| PublishError::Connect {
-            target: target.to_string(),
-            source,
-        })?;
+        // amqps:// with the built-in web roots, or with the roots of `amqp_ca_file`.
+        let tls = lapin::tcp::OwnedTLSConfig {
+            identity: None,
+            cert_chain: target.ca_pem().map(str::to_owned),
+        };
+        let connect = async {
+            lapin::ConnectionBuilder::new()?
+                .with_uri_str(target.url().to_owned())
+                .with_properties(properties)
+                .with_tls_config(tls)
+                .connect()
+                .await
+        };
+        let connection = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+            .await
+            .map_err(|_| PublishError::ConnectTimeout(target.to_string()))?
+            .map_err(|source| PublishError::Connect {
+                target: target.to_string(),
+                source,
+            })?;
         let channel = connection
             .create_channel()
             .await
@@ -117,16 +127,30 @@ impl Publisher {
     /// Publishes one report and waits for the broker's confirm.
     pub async fn publish(&self, tenant: &TenantSlug, report: &Report) -> Result<(), PublishError> {
         let body = report.to_json();
+        let timestamp = u64::try_from(report.observed_at.timestamp()).unwrap_or(0);
+        self.publish_body(tenant, &report.message_id(), &body, timestamp)
+            .await
+    }
+
+    /// Publishes a report body exactly as spooled, under its `message_id`
+    /// (`<terminal_id>/<seq>`), and waits for the broker's confirm.
+    pub async fn publish_body(
+        &self,
+        tenant: &TenantSlug,
+        message_id: &str,
+        body: &[u8],
+        timestamp: u64,
+    ) -> Result<(), PublishError> {
         if body.len() > MAX_BODY_BYTES {
             return Err(PublishError::TooLarge(body.len()));
         }
         let properties = BasicProperties::default()
             .with_content_type(CONTENT_TYPE.into())
             .with_delivery_mode(PERSISTENT)
-            .with_message_id(report.message_id().into())
+            .with_message_id(message_id.into())
             .with_user_id(self.user_id.as_str().into())
             .with_app_id("fleet-agent".into())
-            .with_timestamp(u64::try_from(report.observed_at.timestamp()).unwrap_or(0));
+            .with_timestamp(timestamp);
         let options = BasicPublishOptions {
             mandatory: true,
             ..BasicPublishOptions::default()
@@ -137,7 +161,7 @@ impl Publisher {
                 EXCHANGE.into(),
                 tenant.routing_key().into(),
                 options,
-                &body,
+                body,
                 properties,
             )
             .await

@@ -46,10 +46,26 @@ pub struct SeqStore {
 
 impl SeqStore {
     pub fn new(state_dir: &Path) -> Self {
+        Self::named(state_dir, "seq")
+    }
+
+    /// The same durable counter under another file name in `state_dir` (the spool's
+    /// count of dropped heartbeats uses it).
+    pub fn named(state_dir: &Path, name: &str) -> Self {
         Self {
             dir: state_dir.to_owned(),
-            path: state_dir.join("seq"),
+            path: state_dir.join(name),
         }
+    }
+
+    /// Adds `n` durably; returns the new value.
+    pub fn add(&self, n: u64) -> Result<u64, SeqError> {
+        let next = self.peek()?.checked_add(n).ok_or(SeqError::Exhausted)?;
+        self.store(next).map_err(|source| SeqError::Write {
+            path: self.path.clone(),
+            source,
+        })?;
+        Ok(next)
     }
 
     /// The file holding the next number.
@@ -85,7 +101,9 @@ impl SeqStore {
 
     fn store(&self, next: u64) -> io::Result<()> {
         fs::create_dir_all(&self.dir)?;
-        let tmp = self.dir.join("seq.tmp");
+        let mut tmp_name = self.path.file_name().unwrap_or_default().to_owned();
+        tmp_name.push(".tmp");
+        let tmp = self.dir.join(tmp_name);
         {
             let mut file = OpenOptions::new()
                 .write(true)

@@ -30,9 +30,11 @@ macro_rules! on_both_databases {
     };
 }
 
+mod agent_outage;
 mod browser;
 mod faults;
 mod scale;
+mod serial_broker_outage;
 
 on_both_databases!(four_states_reach_the_api, four_states);
 on_both_databases!(duplicates_and_stale_seq_change_nothing, idempotency);

@@ -95,6 +95,7 @@ mod tests {
             os: Some("Windows 11 IoT Enterprise LTSC 2024".into()),
             auto_reboot: Some(false),
             booted_at_file: None,
+            windows_reboot_markers: false,
         };
         let host = probe(&settings, None).unwrap();
         assert_eq!(host.hostname.as_deref(), Some("ONS-PC01"));

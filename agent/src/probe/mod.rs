@@ -9,9 +9,11 @@
 //! the 回線認証 page, up to its timeout): async callers use `spawn_blocking`.
 
 pub mod boot;
+pub mod certificate;
 pub mod distribution;
 pub mod host;
 pub mod line_auth;
+pub mod reader_log;
 pub mod reboot;
 pub mod text;
 pub mod version_file;
@@ -36,7 +38,14 @@ pub fn snapshot(settings: &Settings, seq: u64) -> Report {
         booted_at,
         versions.as_ref(),
         distribution.as_ref().and_then(|d| d.downloaded.as_ref()),
-    );
+    )
+    .or_else(|| {
+        settings
+            .host
+            .windows_reboot_markers
+            .then(reboot::windows_markers)
+            .flatten()
+    });
     let line_auth = settings
         .line_auth
         .as_ref()
@@ -55,11 +64,51 @@ pub fn snapshot(settings: &Settings, seq: u64) -> Report {
         line_auth,
         reader: settings.reader.clone(),
         nfc_reader: settings.nfc_reader.clone(),
-        certificate: settings.certificate.clone(),
+        certificate: settings
+            .certificate
+            .as_ref()
+            .and_then(|c| certificate::probe(c, offset)),
     }
 }
 
 /// The current time in `offset`, to the second: finer is noise in a report.
 pub fn now(offset: FixedOffset) -> DateTime<FixedOffset> {
     Utc::now().with_timezone(&offset).trunc_subsecs(0)
+}
+
+/// The daemon's probes: [`snapshot`] plus what needs memory between two looks (the
+/// reader logs, tailed).
+#[derive(Debug, Default)]
+pub struct Probes {
+    reader_log: Option<reader_log::ReaderLogTail>,
+}
+
+impl Probes {
+    pub fn new(settings: &Settings) -> Self {
+        Self {
+            reader_log: settings
+                .reader_log
+                .as_ref()
+                .map(|r| reader_log::ReaderLogTail::new(r, &settings.state_dir)),
+        }
+    }
+
+    /// A snapshot with the reader errors read since the last [`Self::commit`].
+    pub fn observe(&mut self, settings: &Settings, seq: u64) -> Report {
+        let mut report = snapshot(settings, seq);
+        if let Some(tail) = &mut self.reader_log {
+            tail.poll(settings.utc_offset, report.observed_at);
+            if let Some(errors) = tail.errors() {
+                report.reader.get_or_insert_with(Default::default).errors = Some(errors);
+            }
+        }
+        report
+    }
+
+    /// The last observed report was spooled: its reader errors are delivered.
+    pub fn commit(&mut self) {
+        if let Some(tail) = &mut self.reader_log {
+            tail.commit();
+        }
+    }
 }

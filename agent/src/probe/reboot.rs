@@ -50,6 +50,21 @@ pub fn derive(
     }
 }
 
+/// Windows' own pending-reboot markers (`Component Based Servicing\\RebootPending`,
+/// `WindowsUpdate\\Auto Update\\RebootRequired`, `PendingFileRenameOperations`).
+/// Reading the registry is not written yet: on Windows this logs once per call at
+/// debug level and says nothing; elsewhere there are no such markers.
+#[cfg(windows)]
+pub fn windows_markers() -> Option<Reboot> {
+    tracing::debug!("Windows pending-reboot registry markers are not read yet");
+    None
+}
+
+#[cfg(not(windows))]
+pub fn windows_markers() -> Option<Reboot> {
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;

@@ -5,4 +5,7 @@
 mod cli;
 mod helpers;
 mod line_auth_http;
+mod probes;
 mod publish;
+mod spool_kill;
+mod spool_model;

@@ -161,7 +161,7 @@ async fn a_nacked_report_is_kept_and_sent_again_with_the_same_message_id() {
         .unwrap_err();
     assert!(matches!(err, PublishError::Nacked), "{err:?}");
 
-    let mut agent = Agent::new(settings);
+    let mut agent = Agent::new(settings).unwrap();
     let seq = agent.collect().await.unwrap();
     assert_eq!(agent.flush().await, 0, "a nack is not a success");
     assert_eq!(agent.pending(), 1, "the report is kept");
@@ -366,9 +366,12 @@ async fn backoff_grows_while_publishes_fail_even_if_connects_succeed() {
     // No exchange in this vhost: every connect succeeds, every publish fails.
     let vhost = Vhost::new();
     let dir = TempDir::new("backoff");
-    let mut agent = Agent::new(settings(&vhost.url(), &dir.path().join("state"))).with_backoff(
-        Backoff::new(Duration::from_millis(5), Duration::from_millis(50)),
-    );
+    let mut agent = Agent::new(settings(&vhost.url(), &dir.path().join("state")))
+        .unwrap()
+        .with_backoff(Backoff::new(
+            Duration::from_millis(5),
+            Duration::from_millis(50),
+        ));
     agent.collect().await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while agent.consecutive_failures() < 4 && tokio::time::Instant::now() < deadline {

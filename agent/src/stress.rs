@@ -1,0 +1,162 @@
+//! `fleet-agent spool-stress`: a test-only mode for the SIGKILL test. It appends
+//! reports to a spool as fast as it can, with `fsync = always`, the segment small
+//! (rollover and deletion happen often) and every append written in 7-byte pieces
+//! (so a kill leaves torn records), and acknowledges all but the newest two reports
+//! every fourth append. It prints, flushed, one line per step *after* it is durable:
+//!
+//! - `appending <seq>` before an append starts,
+//! - `synced <seq>` once the report is on disk,
+//! - `acking <seq>` before an acknowledgement starts, `acked <seq>` once it is on
+//!   disk.
+//!
+//! The test kills it at random and checks the reopened spool against these lines.
+//! Each payload is a valid v1 report whose content is a function of its `seq`
+//! ([`stress_report`]), so any corruption shows.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
+use chrono::{DateTime, FixedOffset, TimeZone};
+use fleet_protocol::report::{Host, SCHEMA_V1};
+use fleet_protocol::{ClinicCode, Report};
+use uuid::Uuid;
+
+use crate::seq::SeqStore;
+use crate::spool::{DiskStorage, FsyncPolicy, Spool, SpoolConfig};
+
+/// The spool settings of the stress mode.
+pub fn stress_config() -> SpoolConfig {
+    SpoolConfig {
+        max_bytes: 1 << 30,
+        segment_bytes: 16 * 1024,
+        fsync: FsyncPolicy::Always,
+    }
+}
+
+/// The report the stress mode writes for `seq`: sizes vary from ~300 B to ~4 KiB.
+pub fn stress_report(terminal_id: Uuid, seq: u64) -> anyhow::Result<Report> {
+    let filler_len = usize::try_from(seq.wrapping_mul(7919) % 3800).unwrap_or(0);
+    let filler: String = (0..filler_len)
+        .map(|i| char::from(b'a' + ((seq as usize + i) % 26) as u8))
+        .collect();
+    let offset = FixedOffset::east_opt(9 * 3600).context("offset")?;
+    let observed_at: DateTime<FixedOffset> = offset
+        .timestamp_opt(
+            1_768_800_000 + i64::try_from(seq % 1_000_000).unwrap_or(0),
+            0,
+        )
+        .single()
+        .context("time")?;
+    Ok(Report {
+        schema: SCHEMA_V1.to_owned(),
+        terminal_id,
+        seq,
+        observed_at,
+        clinic_code: ClinicCode::parse("2712345678").map_err(|e| anyhow::anyhow!("{e}"))?,
+        agent_version: Some(crate::AGENT_VERSION.to_owned()),
+        host: Some(Host {
+            hostname: Some(format!("STRESS-{seq}-{filler}")),
+            ..Host::default()
+        }),
+        versions: None,
+        distribution: None,
+        reboot: None,
+        line_auth: None,
+        reader: None,
+        nfc_reader: None,
+        certificate: None,
+    })
+}
+
+/// Runs the stress loop; see the module doc.
+pub fn spool_stress(dir: &Path, terminal_id: Uuid, count: u64) -> anyhow::Result<()> {
+    let storage = DiskStorage::open(dir)
+        .context("opening the spool dir")?
+        .with_write_chunks(7);
+    let (mut spool, _) = Spool::open(storage, stress_config())?;
+    let seqs = SeqStore::new(&dir.join("state"));
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut n = 0u64;
+    while count == 0 || n < count {
+        n += 1;
+        let seq = seqs.allocate()?;
+        let body = stress_report(terminal_id, seq)?.to_json();
+        writeln!(out, "appending {seq}")?;
+        out.flush()?;
+        spool.append(seq, seq.is_multiple_of(3), &body)?;
+        writeln!(out, "synced {seq}")?;
+        out.flush()?;
+        // Confirm all but the newest two every fourth append, reading the oldest
+        // back first as the daemon does: segments roll over and get deleted often,
+        // and the spool stays small so that 200 rounds stay quick.
+        if n.is_multiple_of(4)
+            && spool.front()?.is_some()
+            && let Some(through) = seq.checked_sub(2)
+        {
+            writeln!(out, "acking {through}")?;
+            out.flush()?;
+            spool.ack_through(through)?;
+            writeln!(out, "acked {through}")?;
+            out.flush()?;
+        }
+    }
+    Ok(())
+}
+
+/// `fleet-agent spool-bench`: appends `count` contract-sized reports (~1.5 KiB) to a
+/// fresh spool in `dir` under `fsync`, then reopens it and replays it (read back,
+/// checksum, acknowledge) as delivery does, and prints the rates. For
+/// docs/BENCHMARKS.md.
+pub fn spool_bench(dir: &Path, count: u64, fsync: FsyncPolicy) -> anyhow::Result<()> {
+    use std::time::Instant;
+    let config = SpoolConfig {
+        fsync,
+        ..SpoolConfig::default()
+    };
+    let terminal_id = Uuid::new_v4();
+    let bodies: Vec<Vec<u8>> = (0..64)
+        .map(|i| {
+            let mut report = stress_report(terminal_id, i)?;
+            report.host = Some(Host {
+                hostname: Some(format!("ONS-PC{i:02}-{}", "x".repeat(1200))),
+                ..Host::default()
+            });
+            Ok(report.to_json())
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let bytes: usize = bodies.iter().map(Vec::len).sum::<usize>() / bodies.len();
+    let (mut spool, _) = Spool::open_dir(dir, config)?;
+    let start = Instant::now();
+    for seq in 0..count {
+        let body = &bodies[(seq % 64) as usize];
+        spool.append(seq, seq.is_multiple_of(10), body)?;
+    }
+    spool.sync()?;
+    let append = start.elapsed();
+    drop(spool);
+    let start = Instant::now();
+    let (mut spool, recovery) = Spool::open_dir(dir, config)?;
+    let reopen = start.elapsed();
+    let mut replayed = 0u64;
+    while let Some(record) = spool.front()? {
+        replayed += 1;
+        spool.ack_through(record.seq)?;
+    }
+    spool.sync()?;
+    let replay = start.elapsed();
+    anyhow::ensure!(
+        replayed == count && recovery.pending as u64 == count,
+        "replayed {replayed} of {count}"
+    );
+    let rate = |d: std::time::Duration| count as f64 / d.as_secs_f64().max(1e-9);
+    println!(
+        "spool fsync={fsync:?} records={count} body={bytes}B append={:.0}/s ({:.1} MiB/s) reopen={:.1}ms replay={:.0}/s",
+        rate(append),
+        rate(append) * bytes as f64 / 1048576.0,
+        reopen.as_secs_f64() * 1000.0,
+        rate(replay)
+    );
+    Ok(())
+}
