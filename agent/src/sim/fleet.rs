@@ -375,7 +375,7 @@ impl SimTerminal {
         } else {
             local.date_naive()
         };
-        let in_night = minutes >= 19 * 60 || minutes < 8 * 60;
+        let in_night = !(8 * 60..19 * 60).contains(&minutes);
         in_night
             && night.year() == 2026
             && night.month() == 1

@@ -130,7 +130,7 @@ impl Pipeline {
     /// is not the bottleneck.
     async fn pace(&self) {
         let Some(rate) = self.rate else { return };
-        if self.sent % 64 != 0 {
+        if !self.sent.is_multiple_of(64) {
             return;
         }
         let due = Duration::from_secs_f64(self.sent as f64 / rate);

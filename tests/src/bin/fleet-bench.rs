@@ -63,6 +63,10 @@ struct Cli {
     history_table: String,
     #[arg(long, default_value_t = 1, global = true)]
     seed: u64,
+    /// Reach PostgreSQL over the Unix socket in this directory instead of TCP (sidesteps
+    /// the sqlx 0.9.0 TCP_NODELAY trap of stack.md), e.g. /var/run/postgresql.
+    #[arg(long, global = true)]
+    pg_socket: Option<String>,
     #[command(subcommand)]
     mode: Mode,
 }
@@ -134,6 +138,7 @@ async fn main() -> anyhow::Result<()> {
         fleetd.display()
     );
     let bench = Bench {
+        pg_socket: cli.pg_socket.clone(),
         fleetd,
         history_table: cli.history_table.clone(),
         seed: cli.seed,
@@ -190,6 +195,7 @@ fn cores() -> usize {
 }
 
 struct Bench {
+    pg_socket: Option<String>,
     fleetd: PathBuf,
     history_table: String,
     seed: u64,
@@ -198,7 +204,10 @@ struct Bench {
 /// A throwaway vhost and database, and fleetd's settings for them.
 struct Setup {
     vhost: TestVhost,
-    db: TestDb,
+    /// Dropped after the run: removes the database.
+    _db: TestDb,
+    /// How fleetd and the bench reach it.
+    url: String,
     database: DatabaseUrl,
 }
 
@@ -228,13 +237,20 @@ impl Bench {
         let vhost = tokio::task::spawn_blocking(TestVhost::create).await??;
         let kind = db.kind();
         let db = tokio::task::spawn_blocking(move || TestDb::create(kind)).await??;
-        let database = DatabaseUrl::parse(&db.url)?;
+        let url = match (&self.pg_socket, kind) {
+            (Some(dir), DbKind::Postgres) => {
+                let name = db.url.rsplit('/').next().unwrap_or_default();
+                format!("postgres://postgres@localhost/{name}?host={dir}")
+            }
+            _ => db.url.clone(),
+        };
+        let database = DatabaseUrl::parse(&url)?;
         // The service owns the topology: declare it as fleetd does, before publishing.
         let conn = Connection::connect(&vhost.url(), ConnectionProperties::default()).await?;
         let channel = conn.create_channel().await?;
         fleet_ingest::topology::declare(&channel).await?;
         conn.close(200, "declared".into()).await?;
-        self.fleetd_cmd(&vhost, &db, 500, "migrate")?
+        self.fleetd_cmd(&vhost, &url, 500, "migrate")?
             .status()
             .context("running fleetd migrate")?
             .success()
@@ -242,7 +258,8 @@ impl Bench {
             .context("fleetd migrate failed")?;
         Ok(Setup {
             vhost,
-            db,
+            _db: db,
+            url,
             database,
         })
     }
@@ -250,13 +267,13 @@ impl Bench {
     fn fleetd_cmd(
         &self,
         vhost: &TestVhost,
-        db: &TestDb,
+        database_url: &str,
         batch: u16,
         role: &str,
     ) -> anyhow::Result<Command> {
         let mut cmd = Command::new(&self.fleetd);
         cmd.arg(role)
-            .env("FLEET_DATABASE_URL", &db.url)
+            .env("FLEET_DATABASE_URL", database_url)
             .env("FLEET_AMQP_URL", vhost.url())
             .env("FLEET_JWT_SECRET", SECRET)
             .env("FLEET_INGEST_BATCH_SIZE", batch.to_string())
@@ -304,7 +321,7 @@ impl Bench {
         let broker_before = broker.and_then(cpu_seconds).unwrap_or(0.0);
         let started = Instant::now();
         let mut child = self
-            .fleetd_cmd(&setup.vhost, &setup.db, batch, "ingest")?
+            .fleetd_cmd(&setup.vhost, &setup.url, batch, "ingest")?
             .spawn()
             .context("starting fleetd ingest")?;
         let result: anyhow::Result<i64> = async {
@@ -587,7 +604,7 @@ async fn raw_consume(vhost: &TestVhost, n: usize, prefetch: u32) -> anyhow::Resu
             bad += 1;
         }
         got += 1;
-        if got % 100 == 0 || got == n {
+        if got.is_multiple_of(100) || got == n {
             delivery
                 .ack(BasicAckOptions { multiple: true })
                 .await
