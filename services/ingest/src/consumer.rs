@@ -35,7 +35,7 @@ impl Default for IngestSettings {
     fn default() -> Self {
         Self {
             amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned(),
-            batch_size: 500,
+            batch_size: 1000,
             max_wait: Duration::from_millis(50),
         }
     }
@@ -104,7 +104,8 @@ async fn consume(
     channel
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
-    let prefetch = settings.batch_size.saturating_mul(2).max(1);
+    // One batch being written, one waiting, one arriving.
+    let prefetch = settings.batch_size.saturating_mul(3).max(1);
     channel
         .basic_qos(prefetch, BasicQosOptions::default())
         .await?;
@@ -125,46 +126,77 @@ async fn consume(
         "ingest consuming"
     );
 
+    // Two stages on two cores: this loop receives and checks the next batch while the
+    // writer task commits, dead-letters and acks the previous one, in order.
+    let (to_writer, mut batches) = tokio::sync::mpsc::channel::<Prepared>(1);
+    let writer = {
+        let (channel, store, metrics, mut shutdown) = (
+            channel.clone(),
+            store.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        );
+        tokio::spawn(async move {
+            while let Some(batch) = batches.recv().await {
+                if !commit(&channel, batch, &store, &metrics, &mut shutdown).await? {
+                    // Shutdown while the database was down: the batch stays unacked.
+                    return Ok::<(), anyhow::Error>(());
+                }
+            }
+            Ok(())
+        })
+    };
+
     let mut context = BatchContext::load(store).await?;
-    loop {
-        let first = tokio::select! {
-            next = consumer.next() => next,
-            _ = shutdown.changed() => {
-                let _ = conn.close(200, "shutdown".into()).await;
+    let received: anyhow::Result<()> = async {
+        loop {
+            let first = tokio::select! {
+                next = consumer.next() => next,
+                _ = shutdown.changed() => return Ok(()),
+            };
+            let first = match first {
+                Some(delivery) => delivery.context("receiving a delivery")?,
+                None => anyhow::bail!("the broker cancelled the consumer"),
+            };
+            let started = Instant::now();
+            let mut deliveries = vec![first];
+            let deadline = tokio::time::Instant::now() + settings.max_wait;
+            while deliveries.len() < usize::from(settings.batch_size) {
+                match tokio::time::timeout_at(deadline, consumer.next()).await {
+                    Ok(Some(delivery)) => {
+                        deliveries.push(delivery.context("receiving a delivery")?)
+                    }
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            if context.loaded_at.elapsed() > REFRESH_EVERY {
+                context = BatchContext::load(store).await?;
+            }
+            let batch = prepare(deliveries, &context, started);
+            if to_writer.send(batch).await.is_err() {
+                // The writer stopped; its result says why.
                 return Ok(());
             }
-        };
-        let first = match first {
-            Some(delivery) => delivery.context("receiving a delivery")?,
-            None => anyhow::bail!("the broker cancelled the consumer"),
-        };
-        let started = Instant::now();
-        let mut batch = vec![first];
-        let deadline = tokio::time::Instant::now() + settings.max_wait;
-        while batch.len() < usize::from(settings.batch_size) {
-            match tokio::time::timeout_at(deadline, consumer.next()).await {
-                Ok(Some(delivery)) => batch.push(delivery.context("receiving a delivery")?),
-                Ok(None) | Err(_) => break,
-            }
         }
-        if context.loaded_at.elapsed() > REFRESH_EVERY {
-            context = BatchContext::load(store).await?;
-        }
-        if !process(&channel, &batch, store, &context, metrics, shutdown).await? {
-            // Shutdown while the database was down: leave the batch unacked.
-            let _ = conn.close(200, "shutdown".into()).await;
-            return Ok(());
-        }
-        metrics
-            .batch_seconds
-            .observe(started.elapsed().as_secs_f64());
+    }
+    .await;
+    // Let the writer finish what it holds (committed and acked, or left unacked).
+    drop(to_writer);
+    let written = writer.await.context("the batch writer panicked")?;
+    let _ = conn.close(200, "shutdown".into()).await;
+    received?;
+    written?;
+    if *shutdown.borrow() {
+        Ok(())
+    } else {
+        anyhow::bail!("the batch writer stopped")
     }
 }
 
 /// What checking needs from the store, re-read every [`REFRESH_EVERY`].
 struct BatchContext {
     publishers: std::collections::HashMap<String, fleet_protocol::TenantSlug>,
-    campaigns: Vec<fleet_protocol::Campaign>,
+    campaigns: std::sync::Arc<Vec<fleet_protocol::Campaign>>,
     loaded_at: Instant,
 }
 
@@ -172,26 +204,31 @@ impl BatchContext {
     async fn load(store: &Store) -> anyhow::Result<Self> {
         Ok(Self {
             publishers: store.publishers().await?,
-            campaigns: store.campaigns().await?,
+            campaigns: std::sync::Arc::new(store.campaigns().await?),
             loaded_at: Instant::now(),
         })
     }
 }
 
-/// Handles one batch; returns `false` when shutdown interrupted it before the commit.
-async fn process(
-    channel: &Channel,
-    batch: &[Delivery],
-    store: &Store,
-    context: &BatchContext,
-    metrics: &IngestMetrics,
-    shutdown: &mut watch::Receiver<bool>,
-) -> anyhow::Result<bool> {
+/// A batch received and checked, on its way to the writer.
+struct Prepared {
+    deliveries: Vec<Delivery>,
+    accepted: Vec<fleet_store::IncomingReport>,
+    /// Index in `deliveries` of each accepted report.
+    accepted_at: Vec<usize>,
+    refused: Vec<(usize, Refusal)>,
+    campaigns: std::sync::Arc<Vec<fleet_protocol::Campaign>>,
+    now: chrono::DateTime<chrono::FixedOffset>,
+    started: Instant,
+}
+
+/// Checks every delivery of a batch: pure work, no I/O.
+fn prepare(deliveries: Vec<Delivery>, context: &BatchContext, started: Instant) -> Prepared {
     let now = fleet_store::now_jst();
-    let mut accepted = Vec::with_capacity(batch.len());
-    let mut accepted_at = Vec::with_capacity(batch.len());
-    let mut refused: Vec<(usize, Refusal)> = Vec::new();
-    for (i, delivery) in batch.iter().enumerate() {
+    let mut accepted = Vec::with_capacity(deliveries.len());
+    let mut accepted_at = Vec::with_capacity(deliveries.len());
+    let mut refused = Vec::new();
+    for (i, delivery) in deliveries.iter().enumerate() {
         let p = &delivery.properties;
         let envelope = Envelope {
             routing_key: delivery.routing_key.as_str(),
@@ -209,9 +246,37 @@ async fn process(
             Err(refusal) => refused.push((i, refusal)),
         }
     }
+    Prepared {
+        deliveries,
+        accepted,
+        accepted_at,
+        refused,
+        campaigns: context.campaigns.clone(),
+        now,
+        started,
+    }
+}
 
+/// Writes a checked batch, dead-letters what was refused, then acks the whole batch;
+/// returns `false` when shutdown interrupted it before the commit.
+async fn commit(
+    channel: &Channel,
+    batch: Prepared,
+    store: &Store,
+    metrics: &IngestMetrics,
+    shutdown: &mut watch::Receiver<bool>,
+) -> anyhow::Result<bool> {
+    let Prepared {
+        deliveries,
+        accepted,
+        accepted_at,
+        mut refused,
+        campaigns,
+        now,
+        started,
+    } = batch;
     let Some(outcomes) =
-        write_resilient(store, &accepted, &context.campaigns, now, metrics, shutdown).await
+        write_resilient(store, &accepted, &campaigns, now, metrics, shutdown).await
     else {
         return Ok(false);
     };
@@ -227,21 +292,23 @@ async fn process(
         };
         metrics.reports.with_label_values(&[label]).inc();
     }
-
-    dead_letter(channel, batch, &refused).await?;
+    dead_letter(channel, &deliveries, &refused).await?;
     for (_, refusal) in &refused {
         metrics
             .dead_lettered
             .with_label_values(&[refusal.reason])
             .inc();
     }
-    if let Some(last) = batch.last() {
+    if let Some(last) = deliveries.last() {
         last.acker
             .ack(BasicAckOptions { multiple: true })
             .await
             .context("acking the batch")?;
     }
-    metrics.batch_size.observe(batch.len() as f64);
+    metrics.batch_size.observe(deliveries.len() as f64);
+    metrics
+        .batch_seconds
+        .observe(started.elapsed().as_secs_f64());
     Ok(true)
 }
 

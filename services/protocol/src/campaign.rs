@@ -616,7 +616,10 @@ mod documented_example {
         campaign.validate().unwrap();
         let t = |s| chrono::DateTime::parse_from_rfc3339(s).unwrap();
         assert!(campaign.distributing_at(t("2026-03-02T21:00:00+09:00")));
-        assert!(!campaign.distributing_at(t("2026-03-08T21:00:00+09:00")), "the excepted night");
+        assert!(
+            !campaign.distributing_at(t("2026-03-08T21:00:00+09:00")),
+            "the excepted night"
+        );
         assert!(campaign.distributing_at(t("2026-03-20T12:00:00+09:00")));
     }
 }
