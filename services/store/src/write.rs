@@ -460,6 +460,15 @@ async fn ensure_clinics(
     Ok(())
 }
 
+/// A campaign state as stored before this batch.
+struct Stored {
+    prefecture: String,
+    clinic_code: String,
+    state: String,
+    cause: String,
+    seen: Option<DateTime<FixedOffset>>,
+}
+
 pub(crate) async fn upsert_campaign_states(
     txn: &DatabaseTransaction,
     terminals: &HashMap<String, Loaded>,
@@ -474,7 +483,7 @@ pub(crate) async fn upsert_campaign_states(
     // Earlier sightings during distribution, and what each state was before, so the
     // rollout counters move by exactly the change.
     let mut seen: HashMap<(String, String), DateTime<FixedOffset>> = HashMap::new();
-    let mut before: HashMap<(String, String), (String, String)> = HashMap::new();
+    let mut before: HashMap<(String, String), Stored> = HashMap::new();
     for chunk in touched.chunks(ROWS_PER_STATEMENT) {
         let select = Query::select()
             .columns([
@@ -482,7 +491,9 @@ pub(crate) async fn upsert_campaign_states(
                 col("campaign_id"),
                 col("seen_in_distribution_at"),
                 col("prefecture"),
+                col("clinic_code"),
                 col("state"),
+                col("cause"),
             ])
             .from(col("campaign_states"))
             .and_where(Expr::col(col("terminal_id")).is_in(chunk.iter().cloned()))
@@ -495,12 +506,17 @@ pub(crate) async fn upsert_campaign_states(
             let id: String = row.try_get("", "terminal_id")?;
             let campaign: String = row.try_get("", "campaign_id")?;
             let at: Option<DateTime<FixedOffset>> = row.try_get("", "seen_in_distribution_at")?;
-            let prefecture: String = row.try_get("", "prefecture")?;
-            let state: String = row.try_get("", "state")?;
             if let Some(at) = at {
                 seen.insert((id.clone(), campaign.clone()), at);
             }
-            before.insert((id, campaign), (prefecture, state));
+            let stored = Stored {
+                prefecture: row.try_get("", "prefecture")?,
+                clinic_code: row.try_get("", "clinic_code")?,
+                state: row.try_get("", "state")?,
+                cause: row.try_get("", "cause")?,
+                seen: at,
+            };
+            before.insert((id, campaign), stored);
         }
     }
     for (key, at) in sightings {
@@ -518,18 +534,29 @@ pub(crate) async fn upsert_campaign_states(
             let key = (id.clone(), campaign.id.clone());
             let sighting = seen.get(&key).copied();
             let assessment = campaign.assess(state, sighting.is_some(), now);
-            rows.push((id, loaded, state, campaign, assessment, sighting));
+            // Most reports are heartbeats that change nothing here: leave those rows
+            // (and their index entries) alone.
+            let unchanged = before.get(&key).is_some_and(|b| {
+                b.state == assessment.state.as_str()
+                    && b.cause == assessment.cause.as_str()
+                    && b.seen == sighting
+                    && b.clinic_code == state.clinic_code.as_str()
+                    && b.prefecture == state.clinic_code.prefecture().code()
+            });
+            if !unchanged {
+                rows.push((id, loaded, state, campaign, assessment, sighting));
+            }
         }
     }
     let mut deltas = CounterDeltas::default();
     for (id, loaded, state, campaign, assessment, _) in &rows {
         let key = ((*id).clone(), campaign.id.clone());
-        if let Some((prefecture, old_state)) = before.get(&key) {
+        if let Some(stored) = before.get(&key) {
             deltas.add(
                 loaded.tenant.as_str(),
-                prefecture,
+                &stored.prefecture,
                 &campaign.id,
-                old_state,
+                &stored.state,
                 -1,
             );
         }
