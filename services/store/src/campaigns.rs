@@ -118,6 +118,7 @@ impl Store {
                     id.clone(),
                     Loaded {
                         tenant: TenantSlug::parse(&tenant)?,
+                        stored_clinic: Some(state.clinic_code),
                         state: Some(state),
                         changed: false,
                     },

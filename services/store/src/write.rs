@@ -61,6 +61,8 @@ pub(crate) struct Loaded {
     pub(crate) tenant: TenantSlug,
     pub(crate) state: Option<TerminalState>,
     pub(crate) changed: bool,
+    /// The clinic as stored before this batch; `None` for a terminal new to the store.
+    pub(crate) stored_clinic: Option<fleet_protocol::ClinicCode>,
 }
 
 impl Store {
@@ -137,6 +139,7 @@ async fn write_in(
             tenant: incoming.tenant.clone(),
             state: None,
             changed: false,
+            stored_clinic: None,
         });
         if owner.tenant != incoming.tenant {
             outcomes[i] = Some(Outcome::Refused {
@@ -248,6 +251,7 @@ async fn load_terminals(
                 id,
                 Loaded {
                     tenant: TenantSlug::parse(&tenant)?,
+                    stored_clinic: Some(state.clinic_code),
                     state: Some(state),
                     changed: false,
                 },
@@ -426,10 +430,13 @@ async fn ensure_clinics(
     terminals: &HashMap<String, Loaded>,
     now: DateTime<FixedOffset>,
 ) -> anyhow::Result<()> {
+    // Only a new terminal or one that moved can name a clinic not yet recorded.
     let clinics: HashSet<(&str, fleet_protocol::ClinicCode)> = terminals
         .values()
         .filter(|l| l.changed)
-        .filter_map(|l| l.state.as_ref().map(|s| (l.tenant.as_str(), s.clinic_code)))
+        .filter_map(|l| l.state.as_ref().map(|s| (l, s.clinic_code)))
+        .filter(|(l, code)| l.stored_clinic != Some(*code))
+        .map(|(l, code)| (l.tenant.as_str(), code))
         .collect();
     let clinics: Vec<_> = clinics.into_iter().collect();
     for chunk in clinics.chunks(ROWS_PER_STATEMENT) {
