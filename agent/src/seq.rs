@@ -13,7 +13,7 @@
 //! reset would make every later report older than the last one the service stored.
 //! One agent per state directory: two processes sharing it are not guarded against.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -114,20 +114,8 @@ impl SeqStore {
             file.sync_all()?;
         }
         fs::rename(&tmp, &self.path)?;
-        sync_dir(&self.dir)
+        crate::spool::sync_dir(&self.dir)
     }
-}
-
-/// Makes the rename itself durable. Directories cannot be opened for sync on Windows,
-/// where the rename goes through `MoveFileEx` and NTFS journals it.
-#[cfg(unix)]
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-#[cfg(not(unix))]
-fn sync_dir(_dir: &Path) -> io::Result<()> {
-    Ok(())
 }
 
 #[cfg(test)]

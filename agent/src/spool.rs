@@ -834,15 +834,16 @@ fn create_private_dir(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Makes renames, creations and deletions in `dir` durable. On Windows NTFS journals
-/// them and directories cannot be opened for sync.
+/// Makes renames, creations and deletions in `dir` durable (the spool's segments and
+/// the seq file's atomic rename). On Windows NTFS journals them and directories cannot
+/// be opened for sync.
 #[cfg(unix)]
-fn sync_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
 #[cfg(not(unix))]
-fn sync_dir(_dir: &Path) -> io::Result<()> {
+pub(crate) fn sync_dir(_dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
