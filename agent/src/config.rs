@@ -145,7 +145,8 @@ pub struct AmqpTarget {
     url: String,
     user: String,
     redacted: String,
-    /// PEM roots to trust for `amqps://` instead of the built-in web roots.
+    /// PEM roots to trust for `amqps://` besides the built-in web roots (lapin adds
+    /// them to its root store; it cannot replace it).
     ca_pem: Option<String>,
 }
 
@@ -312,6 +313,22 @@ fn describe_toml(err: &toml::de::Error, text: &str) -> String {
     }
 }
 
+/// Every `CERTIFICATE` block of a CA file must be a certificate. The TLS stack skips a
+/// block it cannot parse without a word, and the only symptom would be a broker
+/// refused as `UnknownIssuer` much later; so a damaged file stops the agent at load.
+fn check_ca_pem(pem: &str) -> Result<(), String> {
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    let blocks: Vec<&str> = pem.split(BEGIN).skip(1).collect();
+    if blocks.is_empty() {
+        return Err("holds no PEM certificate".to_owned());
+    }
+    for (n, block) in blocks.iter().enumerate() {
+        crate::probe::certificate::parse_pem_or_der(format!("{BEGIN}{block}").as_bytes())
+            .map_err(|reason| format!("certificate {} of {}: {reason}", n + 1, blocks.len()))?;
+    }
+    Ok(())
+}
+
 /// `[a-z0-9_]{1,64}`: component names are wire keys, so they stay plain.
 fn check_component_name(name: &str) -> Result<(), String> {
     let ok = (1..=64).contains(&name.len())
@@ -443,12 +460,12 @@ impl File {
                     format!("cannot read {}: {err}", path.display()),
                 )
             })?;
-            if !pem.contains("-----BEGIN CERTIFICATE-----") {
-                return Err((
+            check_ca_pem(&pem).map_err(|reason| {
+                (
                     "amqp_ca_file".to_owned(),
-                    format!("{} holds no PEM certificate", path.display()),
-                ));
-            }
+                    format!("{}: {reason}", path.display()),
+                )
+            })?;
             amqp = amqp.with_ca_pem(pem);
         }
         let utc_offset = self
@@ -784,6 +801,40 @@ state_dir = "/var/lib/fleet-agent"
             with("amqp://u:p@mq.example/fleet?frame_max=131072"),
             "amqp://u:p@mq.example/fleet?frame_max=131072"
         );
+    }
+
+    #[test]
+    fn a_damaged_ca_file_is_refused_at_load() {
+        let dir = std::env::temp_dir().join(format!("fleet-agent-ca-{}", Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/certificate/terminal-cert.pem"
+        ))
+        .unwrap();
+        let cases = [
+            ("ok.pem", format!("{good}\n{good}"), None),
+            ("empty.pem", String::new(), Some("holds no PEM certificate")),
+            (
+                "cut.pem",
+                format!("{good}{}", &good[..good.len() / 2]),
+                Some("certificate 2 of 2"),
+            ),
+        ];
+        for (name, text, want) in cases {
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            let toml = format!("{MINIMAL}amqp_ca_file = \"{}\"\n", path.display());
+            match (parse(&toml), want) {
+                (Ok(s), None) => assert!(s.amqp.ca_pem().is_some()),
+                (Err(err), Some(want)) => {
+                    assert_eq!(err.field(), Some("amqp_ca_file"));
+                    assert!(err.to_string().contains(want), "{err}");
+                }
+                (result, want) => panic!("{name}: {result:?}, wanted {want:?}"),
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

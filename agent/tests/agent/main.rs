@@ -2,6 +2,7 @@
 //! server and the real RabbitMQ on 127.0.0.1:5672. One test binary, as the house
 //! style prefers; helpers in [`helpers`].
 
+mod amqps;
 mod cli;
 mod helpers;
 mod line_auth_http;
