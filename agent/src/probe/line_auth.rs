@@ -26,10 +26,16 @@
 //! connection or a TLS failure ⇒ `unreachable`, with the reason in the log. A
 //! `file://` URL reads a saved page instead (everything after `file://` is a path,
 //! relative to the working directory unless absolute), for fixtures and examples.
+//!
+//! The daemon keeps one [`Checker`]: its client is built once (not every 10 s), and a
+//! saved page is re-read only when its file changed.
 
 use chrono::FixedOffset;
 use fleet_protocol::report::{LineAuth, LineAuthState};
 
+use std::path::Path;
+
+use super::cache::{FileCache, FileStamp};
 use super::text::read_small;
 use crate::config::LineAuthSettings;
 
@@ -136,8 +142,13 @@ fn strip_tags(bytes: &[u8]) -> Vec<u8> {
 /// Fetches the page: the body of a 2xx answer, or why there was none.
 pub fn fetch_page(settings: &LineAuthSettings) -> Result<Vec<u8>, String> {
     if let Some(path) = settings.url.strip_prefix("file://") {
-        return read_small(std::path::Path::new(path));
+        return read_small(Path::new(path));
     }
+    fetch_with(&client(settings)?, settings)
+}
+
+/// The HTTP client: one overall timeout, no proxy, the configured TLS roots.
+fn client(settings: &LineAuthSettings) -> Result<ureq::Agent, String> {
     let config = ureq::Agent::config_builder()
         .timeout_global(Some(settings.timeout))
         .proxy(None)
@@ -146,7 +157,10 @@ pub fn fetch_page(settings: &LineAuthSettings) -> Result<Vec<u8>, String> {
         .user_agent(format!("fleet-agent/{}", crate::AGENT_VERSION))
         .tls_config(tls_config(settings)?)
         .build();
-    let agent = ureq::Agent::new_with_config(config);
+    Ok(ureq::Agent::new_with_config(config))
+}
+
+fn fetch_with(agent: &ureq::Agent, settings: &LineAuthSettings) -> Result<Vec<u8>, String> {
     let mut response = agent.get(&settings.url).call().map_err(|err| match err {
         ureq::Error::Timeout(which) => format!("timed out after {:?} ({which})", settings.timeout),
         other => other.to_string(),
@@ -186,7 +200,57 @@ fn tls_config(settings: &LineAuthSettings) -> Result<ureq::tls::TlsConfig, Strin
 /// Fetches and classifies the page; never fails, the reason goes to the log.
 /// Blocks for up to the configured timeout.
 pub fn check(settings: &LineAuthSettings, offset: FixedOffset) -> LineAuth {
-    let state = match fetch_page(settings) {
+    Checker::default().check(settings, offset)
+}
+
+/// [`check`] for the daemon, which looks every check interval: the HTTP client (its
+/// TLS roots and connection pool) is built once and kept until the CA file changes,
+/// and a saved `file://` page is classified again only when the file changed.
+#[derive(Debug, Default)]
+pub struct Checker {
+    /// The client, with the stamp of the CA file it was built from.
+    client: Option<(Option<FileStamp>, ureq::Agent)>,
+    saved_page: FileCache<LineAuthState>,
+}
+
+impl Checker {
+    /// As [`check`].
+    pub fn check(&mut self, settings: &LineAuthSettings, offset: FixedOffset) -> LineAuth {
+        let state = match settings.url.strip_prefix("file://") {
+            Some(path) => {
+                let path = Path::new(path);
+                self.saved_page
+                    .get(path, || state_of(read_small(path), settings))
+            }
+            None => {
+                let page = self
+                    .client(settings)
+                    .and_then(|agent| fetch_with(agent, settings));
+                state_of(page, settings)
+            }
+        };
+        LineAuth {
+            state,
+            checked_at: Some(super::now(offset)),
+        }
+    }
+
+    fn client(&mut self, settings: &LineAuthSettings) -> Result<&ureq::Agent, String> {
+        let ca_stamp = settings.ca_file.as_deref().and_then(FileStamp::of);
+        let (_, agent) = match self.client.take() {
+            Some((built_from, agent)) if built_from == ca_stamp => {
+                self.client.insert((built_from, agent))
+            }
+            _ => self.client.insert((ca_stamp, client(settings)?)),
+        };
+        Ok(agent)
+    }
+}
+
+/// The wire state of a fetched page (or of the reason there is none), logged unless
+/// connected or disconnected.
+fn state_of(page: Result<Vec<u8>, String>, settings: &LineAuthSettings) -> LineAuthState {
+    match page {
         Ok(body) => {
             let kind = classify_page(&body);
             if kind == PageKind::Unrelated {
@@ -198,10 +262,6 @@ pub fn check(settings: &LineAuthSettings, offset: FixedOffset) -> LineAuth {
             tracing::warn!(url = %settings.url, %reason, "line_auth unreachable");
             LineAuthState::Unreachable
         }
-    };
-    LineAuth {
-        state,
-        checked_at: Some(super::now(offset)),
     }
 }
 

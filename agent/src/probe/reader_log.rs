@@ -282,6 +282,8 @@ pub struct ReaderLogTail {
     state_path: PathBuf,
     /// Read up to here (advanced by [`Self::poll`]).
     read: Offsets,
+    /// What the state file holds: unchanged offsets are not written again.
+    saved: Offsets,
     tally: ErrorTally,
 }
 
@@ -313,6 +315,7 @@ impl ReaderLogTail {
             files: settings.files.clone(),
             parser: settings.parser.clone(),
             state_path,
+            saved: read.clone(),
             read,
             tally: ErrorTally::default(),
         }
@@ -324,6 +327,10 @@ impl ReaderLogTail {
         for pattern in &self.files {
             for file in expand(pattern) {
                 let from = self.read.files.get(&file).copied().unwrap_or(0);
+                // Nothing appended, the usual case: one stat instead of open and read.
+                if fs::metadata(&file).is_ok_and(|meta| meta.len() == from) {
+                    continue;
+                }
                 match read_new_lines(&file, from) {
                     Ok((text, to)) => {
                         for error in self.parser.parse_text(&text, offset, now) {
@@ -350,8 +357,14 @@ impl ReaderLogTail {
     /// stopped.
     pub fn commit(&mut self) {
         self.tally.clear();
-        if let Err(err) = self.read.save(&self.state_path) {
-            tracing::warn!(error = %err, "cannot save reader log offsets; errors may repeat after a restart");
+        if self.read == self.saved {
+            return;
+        }
+        match self.read.save(&self.state_path) {
+            Ok(()) => self.saved = self.read.clone(),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot save reader log offsets; errors may repeat after a restart");
+            }
         }
     }
 }

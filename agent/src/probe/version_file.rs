@@ -63,9 +63,18 @@ pub fn read_version_file(path: &Path) -> Result<String, String> {
 
 /// Every configured component whose version could be read; `None` if none could.
 pub fn probe(files: &BTreeMap<String, PathBuf>) -> Option<BTreeMap<String, String>> {
+    probe_with(files, |_, path| read_version_file(path))
+}
+
+/// [`probe`], reading each component's file with `read` (the daemon's reuses
+/// results of unchanged files).
+pub fn probe_with(
+    files: &BTreeMap<String, PathBuf>,
+    mut read: impl FnMut(&str, &Path) -> Result<String, String>,
+) -> Option<BTreeMap<String, String>> {
     let mut versions = BTreeMap::new();
     for (component, path) in files {
-        match read_version_file(path) {
+        match read(component, path) {
             Ok(version) => {
                 versions.insert(component.clone(), version);
             }
