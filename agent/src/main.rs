@@ -65,6 +65,16 @@ enum Command {
         #[arg(long, default_value = "always")]
         fsync: String,
     },
+    /// Benchmark only: CPU time of one look at the terminal, as `report` and as the
+    /// daemon takes it.
+    #[command(hide = true)]
+    ProbeBench {
+        /// The settings file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long, default_value_t = 2_000)]
+        count: u32,
+    },
 }
 
 fn main() -> ExitCode {
@@ -95,6 +105,9 @@ fn main() -> ExitCode {
             };
             policy.and_then(|p| fleet_agent::stress::spool_bench(&dir, count, p))
         }
+        Command::ProbeBench { config, count } => Settings::load(&config)
+            .map_err(anyhow::Error::from)
+            .and_then(|s| fleet_agent::stress::probe_bench(s, count)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -160,3 +160,61 @@ pub fn spool_bench(dir: &Path, count: u64, fsync: FsyncPolicy) -> anyhow::Result
     );
     Ok(())
 }
+
+/// `fleet-agent probe-bench`: the CPU time of one look at the terminal described by
+/// `settings`, as `report` takes it (every file read and parsed) and as the daemon
+/// takes it every check interval (files that did not change are skipped, the
+/// line-auth client is kept), plus the state fingerprint the daemon compares. For
+/// docs/BENCHMARKS.md. The reader-log offsets go to a scratch directory.
+pub fn probe_bench(mut settings: crate::Settings, count: u32) -> anyhow::Result<()> {
+    use crate::probe::{Probes, snapshot};
+    let scratch =
+        std::env::temp_dir().join(format!("fleet-agent-probe-bench-{}", std::process::id()));
+    settings.state_dir = scratch.clone();
+    let count = count.max(1);
+    let per_look = |look: &mut dyn FnMut()| -> anyhow::Result<f64> {
+        let start = cpu_time()?;
+        for _ in 0..count {
+            look();
+        }
+        Ok((cpu_time()? - start).as_secs_f64() * 1e6 / f64::from(count))
+    };
+    let everything = per_look(&mut || {
+        std::hint::black_box(snapshot(&settings, 0));
+    })?;
+    let mut probes = Probes::new(&settings);
+    probes.observe(&settings, 0);
+    let daemon = per_look(&mut || {
+        std::hint::black_box(probes.observe(&settings, 0));
+    })?;
+    let report = probes.observe(&settings, 0);
+    let fingerprint = per_look(&mut || {
+        std::hint::black_box(crate::daemon::state_fingerprint(&report));
+    })?;
+    std::fs::remove_dir_all(&scratch).ok();
+    println!(
+        "probe looks={count} snapshot={everything:.1}us daemon_look={daemon:.1}us fingerprint={fingerprint:.1}us (CPU time per look)"
+    );
+    Ok(())
+}
+
+/// CPU time of this thread (Linux: `/proc/thread-self/schedstat`); elsewhere wall
+/// time since the first call.
+fn cpu_time() -> anyhow::Result<std::time::Duration> {
+    #[cfg(target_os = "linux")]
+    {
+        let text = std::fs::read_to_string("/proc/thread-self/schedstat")
+            .context("reading /proc/thread-self/schedstat")?;
+        let nanos: u64 = text
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .context("parsing /proc/thread-self/schedstat")?;
+        Ok(std::time::Duration::from_nanos(nanos))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        Ok(START.get_or_init(std::time::Instant::now).elapsed())
+    }
+}
