@@ -95,9 +95,13 @@ pub struct ReaderLogSettings {
 pub struct CertificateSettings {
     /// A PEM or DER file holding the terminal certificate.
     pub file: Option<PathBuf>,
-    /// Windows certificate store name (`cfg(windows)`, not read yet).
-    pub store: Option<String>,
-    /// Used when the file does not say (or there is no file).
+    /// A Windows system certificate store (`LocalMachine\My`), read on Windows only.
+    pub store: Option<crate::probe::certificate::StoreName>,
+    /// Text the subject of the store's certificate must contain (case-insensitive).
+    pub match_subject: Option<String>,
+    /// Text the issuer of the store's certificate must contain (case-insensitive).
+    pub match_issuer: Option<String>,
+    /// Used when the file or store does not say (or there is neither).
     pub issuer: Option<String>,
     pub not_after: Option<DateTime<FixedOffset>>,
 }
@@ -108,8 +112,8 @@ pub struct HostSettings {
     pub hostname: Option<String>,
     /// Overrides the system's OS name.
     pub os: Option<String>,
-    /// Pending-reboot markers of Windows (registry) are also consulted
-    /// (`cfg(windows)`; not read yet, logged).
+    /// Pending-reboot markers of Windows (registry) are also consulted (read on
+    /// Windows only; see `probe::reboot`).
     pub windows_reboot_markers: bool,
     /// The terminal restarts itself every morning (known from its setup, not probed).
     pub auto_reboot: Option<bool>,
@@ -443,6 +447,8 @@ struct NfcReaderFile {
 struct CertificateFile {
     file: Option<PathBuf>,
     store: Option<String>,
+    match_subject: Option<String>,
+    match_issuer: Option<String>,
     issuer: Option<String>,
     not_after: Option<DateTime<FixedOffset>>,
 }
@@ -530,6 +536,36 @@ impl File {
                 })
             }
         };
+        let certificate = match self.certificate {
+            None => None,
+            Some(c) => {
+                let store = c
+                    .store
+                    .as_deref()
+                    .map(crate::probe::certificate::StoreName::parse)
+                    .transpose()
+                    .map_err(|reason| ("certificate.store".to_owned(), reason))?;
+                if store.is_none() && (c.match_subject.is_some() || c.match_issuer.is_some()) {
+                    let field = if c.match_subject.is_some() {
+                        "certificate.match_subject"
+                    } else {
+                        "certificate.match_issuer"
+                    };
+                    return Err((
+                        field.to_owned(),
+                        "only applies with [certificate] store".to_owned(),
+                    ));
+                }
+                Some(CertificateSettings {
+                    file: c.file,
+                    store,
+                    match_subject: c.match_subject,
+                    match_issuer: c.match_issuer,
+                    issuer: c.issuer,
+                    not_after: c.not_after,
+                })
+            }
+        };
         Ok(Settings {
             terminal_id: self.terminal_id,
             clinic_code: self.clinic_code,
@@ -564,12 +600,7 @@ impl File {
                 model: n.model,
                 firmware: n.firmware,
             }),
-            certificate: self.certificate.map(|c| CertificateSettings {
-                file: c.file,
-                store: c.store,
-                issuer: c.issuer,
-                not_after: c.not_after,
-            }),
+            certificate,
         })
     }
 }
@@ -756,6 +787,14 @@ state_dir = "/var/lib/fleet-agent"
                 "distribution.component_labels.顔認証",
             ),
             (MINIMAL.replace("tenant = \"demo\"\n", ""), "tenant"),
+            (
+                format!("{MINIMAL}[certificate]\nstore = 'Machine\\My'\n"),
+                "certificate.store",
+            ),
+            (
+                format!("{MINIMAL}[certificate]\nfile = \"x.pem\"\nmatch_issuer = \"JPKI\"\n"),
+                "certificate.match_issuer",
+            ),
             (
                 format!("{MINIMAL}[distribution]\ncomponent_labels = {{}}\n"),
                 "distribution.record_file",

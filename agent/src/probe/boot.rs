@@ -1,13 +1,14 @@
 //! When the terminal last booted (`host.booted_at`).
 //!
 //! It decides whether a downloaded update still waits for a restart (see
-//! [`super::reboot`]). On Linux it is `btime` in `/proc/stat`. On Windows it would be
-//! the last boot-up time from WMI or the event log: not written yet, so it is not
-//! observed there. A file named by `host.booted_at_file` replaces the system's answer,
-//! for fixtures and for setups where another tool writes it down; it holds one time,
-//! as RFC 3339, as a local time in the configured offset, or as Unix seconds.
+//! [`super::reboot`]). On Linux it is `btime` in `/proc/stat`. On Windows it is now
+//! less the milliseconds since boot that `GetTickCount64` counts
+//! ([`boot_time_from_uptime`], pure and tested everywhere; the call itself is in
+//! `windows` below). A file named by `host.booted_at_file` replaces the system's
+//! answer, for fixtures and for setups where another tool writes it down; it holds one
+//! time, as RFC 3339, as a local time in the configured offset, or as Unix seconds.
 
-use chrono::{DateTime, FixedOffset};
+use chrono::{DateTime, FixedOffset, TimeDelta, Utc};
 
 use super::text::{decode, parse_timestamp, read_small};
 use crate::config::HostSettings;
@@ -67,13 +68,60 @@ fn system_boot_time(offset: FixedOffset) -> Option<DateTime<FixedOffset>> {
     at.map(|t| t.with_timezone(&offset))
 }
 
-#[cfg(not(target_os = "linux"))]
+/// The boot time from the wall clock `now` and the time since boot in milliseconds,
+/// rounded to the nearest second (report times are whole seconds). `None` when the
+/// uptime does not fit before `now`.
+///
+/// Two calls a moment apart can differ by a second (the clock and the tick counter do
+/// not advance in step, and the clock may be corrected by NTP): a caller that looks
+/// repeatedly computes it once per process, as the Windows probe does.
+pub fn boot_time_from_uptime(now: DateTime<Utc>, uptime_ms: u64) -> Option<DateTime<Utc>> {
+    let uptime = TimeDelta::try_milliseconds(i64::try_from(uptime_ms).ok()?)?;
+    let booted = now.checked_sub_signed(uptime)?;
+    let millis = booted.timestamp_millis();
+    // Round half up to the second; `div_euclid` keeps times before 1970 right too.
+    let seconds = (millis + 500).div_euclid(1000);
+    DateTime::from_timestamp(seconds, 0)
+}
+
+#[cfg(windows)]
+fn system_boot_time(offset: FixedOffset) -> Option<DateTime<FixedOffset>> {
+    use std::sync::OnceLock;
+
+    // The boot time cannot change while this process runs, and recomputing it would
+    // jitter by a second now and then, which the daemon would take for a state change
+    // and report. So it is computed once.
+    static BOOTED_AT: OnceLock<Option<DateTime<Utc>>> = OnceLock::new();
+    let at = *BOOTED_AT.get_or_init(|| {
+        let at = boot_time_from_uptime(Utc::now(), windows::milliseconds_since_boot());
+        if at.is_none() {
+            tracing::warn!("boot time not observed: GetTickCount64 is past the clock");
+        }
+        at
+    });
+    at.map(|t| t.with_timezone(&offset))
+}
+
+#[cfg(not(any(target_os = "linux", windows)))]
 fn system_boot_time(_offset: FixedOffset) -> Option<DateTime<FixedOffset>> {
-    // TODO(windows): LastBootUpTime from Win32_OperatingSystem, or GetTickCount64.
-    tracing::info!(
-        "boot time not observed: not implemented on this OS yet (set host.booted_at_file)"
-    );
+    tracing::info!("boot time not observed: not implemented on this OS (set host.booted_at_file)");
     None
+}
+
+/// The one system call of this probe on Windows. Compiled only there; see
+/// `deploy/windows/README.md` for how far it has been checked.
+#[cfg(windows)]
+mod windows {
+    /// Milliseconds since the system started, from `GetTickCount64` (kernel32).
+    ///
+    /// The counter runs through sleep and hibernation, and Windows' Fast Startup turns
+    /// "shut down" into a hibernation: so this is the last full boot (a restart), the
+    /// same "up time" Task Manager shows. That is the boot that installs updates.
+    pub fn milliseconds_since_boot() -> u64 {
+        // SAFETY: GetTickCount64 takes no arguments, touches no memory of ours and
+        // cannot fail (available since Windows Vista).
+        unsafe { windows_sys::Win32::System::SystemInformation::GetTickCount64() }
+    }
 }
 
 #[cfg(test)]
@@ -113,6 +161,28 @@ mod tests {
     fn this_machine_has_booted_in_the_past() {
         let at = booted_at(&HostSettings::default(), jst()).expect("/proc/stat has btime");
         assert!(at < chrono::Utc::now());
+    }
+
+    #[test]
+    fn boot_time_is_now_less_the_uptime_to_the_second() {
+        let now = Utc.with_ymd_and_hms(2026, 1, 20, 0, 0, 0).unwrap();
+        let at = |ms| boot_time_from_uptime(now, ms).map(|t| t.to_rfc3339());
+        // 15 h 58 m 50 s before midnight.
+        assert_eq!(at(57_530_000).as_deref(), Some("2026-01-19T08:01:10+00:00"));
+        // The tick counter's granularity (about 16 ms) does not move the second.
+        assert_eq!(at(57_530_016), at(57_530_000));
+        assert_eq!(at(57_529_990), at(57_530_000));
+        assert_eq!(at(0).as_deref(), Some("2026-01-20T00:00:00+00:00"));
+        // 49.7 days, where the 32-bit GetTickCount would have wrapped, is no edge here.
+        assert_eq!(
+            at(u64::from(u32::MAX) + 1).as_deref(),
+            Some("2025-12-01T06:57:13+00:00")
+        );
+        assert_eq!(
+            at(u64::MAX),
+            None,
+            "an uptime past any clock is not observed"
+        );
     }
 
     #[test]

@@ -7,10 +7,14 @@
 //! (`UTCTime` or `GeneralizedTime`). Anything malformed is an error for the log,
 //! never a panic: every length is checked against what is left.
 //!
-//! On Windows the certificate usually lives in the certificate store, not a file;
-//! reading the store (`[certificate] store`) is behind `cfg(windows)` and not written
-//! yet: it logs that and reports the certificate as not observed. Values set in the
-//! settings (`issuer`, `not_after`) fill what the file does not give.
+//! On Windows the certificate usually lives in a system certificate store
+//! (`[certificate] store`, e.g. `LocalMachine\My`). The store is read as a list of
+//! DER certificates, each parsed by the same walk, and [`choose`] picks the one whose
+//! subject and issuer contain `match_subject` / `match_issuer` (any name attribute,
+//! case-insensitive) and that expires last: a renewed certificate sits beside the old
+//! one until someone removes it. Only the enumeration is Windows code (`windows`
+//! below, compiled only there). Values set in the settings (`issuer`, `not_after`)
+//! fill what the file or store does not give.
 
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 use fleet_protocol::report::Certificate;
@@ -21,8 +25,97 @@ use crate::config::CertificateSettings;
 /// What the certificate says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertInfo {
+    /// The issuer's last commonName, else its last organizationName.
     pub issuer: Option<String>,
     pub not_after: DateTime<Utc>,
+    /// The subject's last commonName, else its last organizationName.
+    pub subject: Option<String>,
+    /// Every string attribute of the issuer's and the subject's names, for
+    /// `match_issuer` / `match_subject`.
+    pub issuer_values: Vec<String>,
+    pub subject_values: Vec<String>,
+}
+
+/// Where a Windows system store lives (`CERT_SYSTEM_STORE_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreLocation {
+    LocalMachine,
+    CurrentUser,
+}
+
+/// A Windows system certificate store: `My`, `LocalMachine\My`, `CurrentUser\My`.
+/// Without a location it is the machine's store: the agent runs as a service, and a
+/// service account has no useful user store of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreName {
+    pub location: StoreLocation,
+    pub name: String,
+}
+
+impl StoreName {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (location, name) = match text.split_once(['\\', '/']) {
+            None => (StoreLocation::LocalMachine, text),
+            Some((location, name)) => {
+                let location = match location.to_ascii_lowercase().as_str() {
+                    "localmachine" => StoreLocation::LocalMachine,
+                    "currentuser" => StoreLocation::CurrentUser,
+                    _ => {
+                        return Err(format!(
+                            "{location:?} is not LocalMachine or CurrentUser (e.g. 'LocalMachine\\My')"
+                        ));
+                    }
+                };
+                (location, name)
+            }
+        };
+        let ok = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == ' ');
+        if !ok {
+            return Err(format!("{name:?} is not a store name such as My or Root"));
+        }
+        Ok(Self {
+            location,
+            name: name.to_owned(),
+        })
+    }
+}
+
+/// Among the DER certificates of a store, the one that matches and expires last.
+/// Entries that do not parse are skipped (stores hold all sorts); the error says how
+/// many were looked at when none matches.
+pub fn choose<'a>(
+    ders: impl IntoIterator<Item = &'a [u8]>,
+    match_subject: Option<&str>,
+    match_issuer: Option<&str>,
+) -> Result<CertInfo, String> {
+    let contains = |values: &[String], wanted: Option<&str>| {
+        wanted.is_none_or(|wanted| {
+            let wanted = wanted.to_lowercase();
+            values.iter().any(|v| v.to_lowercase().contains(&wanted))
+        })
+    };
+    let (mut seen, mut unreadable) = (0, 0);
+    let mut best: Option<CertInfo> = None;
+    for der in ders {
+        seen += 1;
+        let Ok(info) = parse_der(der) else {
+            unreadable += 1;
+            continue;
+        };
+        if contains(&info.subject_values, match_subject)
+            && contains(&info.issuer_values, match_issuer)
+            && best.as_ref().is_none_or(|b| info.not_after > b.not_after)
+        {
+            best = Some(info);
+        }
+    }
+    best.ok_or_else(|| {
+        format!(
+            "none of {seen} certificates ({unreadable} unreadable) has a subject containing {:?} and an issuer containing {:?}",
+            match_subject.unwrap_or(""),
+            match_issuer.unwrap_or("")
+        )
+    })
 }
 
 /// The `certificate` section: the file's fields, else the configured ones.
@@ -44,22 +137,102 @@ pub fn probe(settings: &CertificateSettings, offset: FixedOffset) -> Option<Cert
         }
     }
     if let Some(store) = &settings.store {
-        windows_store(store);
+        let chosen = store_certificates(store).and_then(|ders| {
+            choose(
+                ders.iter().map(Vec::as_slice),
+                settings.match_subject.as_deref(),
+                settings.match_issuer.as_deref(),
+            )
+        });
+        match chosen {
+            Ok(info) => {
+                cert.issuer = info.issuer.or(cert.issuer);
+                cert.not_after = Some(info.not_after.with_timezone(&offset));
+            }
+            Err(reason) => {
+                tracing::warn!(store = ?store, %reason, "certificate not observed from the store");
+                return None;
+            }
+        }
     }
     (cert.issuer.is_some() || cert.not_after.is_some()).then_some(cert)
 }
 
 #[cfg(windows)]
-fn windows_store(store: &str) {
-    tracing::warn!(
-        store,
-        "reading the Windows certificate store is not implemented yet; export the certificate to a file and set [certificate] file"
-    );
+fn store_certificates(store: &StoreName) -> Result<Vec<Vec<u8>>, String> {
+    windows::store_certificates(store)
 }
 
 #[cfg(not(windows))]
-fn windows_store(store: &str) {
-    tracing::debug!(store, "[certificate] store is only read on Windows");
+fn store_certificates(_store: &StoreName) -> Result<Vec<Vec<u8>>, String> {
+    Err("[certificate] store is only read on Windows".to_owned())
+}
+
+/// The certificate-store enumeration behind `[certificate] store`. Compiled only on
+/// Windows; see `deploy/windows/README.md` for how far it has been checked.
+#[cfg(windows)]
+mod windows {
+    use windows_sys::Win32::Security::Cryptography::{
+        CERT_CONTEXT, CERT_STORE_OPEN_EXISTING_FLAG, CERT_STORE_PROV_SYSTEM_W,
+        CERT_STORE_READONLY_FLAG, CERT_SYSTEM_STORE_CURRENT_USER, CERT_SYSTEM_STORE_LOCAL_MACHINE,
+        CertCloseStore, CertEnumCertificatesInStore, CertOpenStore,
+    };
+
+    use super::{StoreLocation, StoreName};
+
+    /// Copies of the DER encodings of every certificate in the store.
+    pub fn store_certificates(store: &StoreName) -> Result<Vec<Vec<u8>>, String> {
+        let location = match store.location {
+            StoreLocation::LocalMachine => CERT_SYSTEM_STORE_LOCAL_MACHINE,
+            StoreLocation::CurrentUser => CERT_SYSTEM_STORE_CURRENT_USER,
+        };
+        let name: Vec<u16> = store
+            .name
+            .encode_utf16()
+            .chain(std::iter::once(0))
+            .collect();
+        // Read-only, and only a store that exists (never create one by looking).
+        // SAFETY: the system provider takes a NUL-terminated UTF-16 name as `pvPara`;
+        // `name` outlives the call. Encoding type and provider handle must be 0 here.
+        let handle = unsafe {
+            CertOpenStore(
+                CERT_STORE_PROV_SYSTEM_W,
+                0,
+                0,
+                location | CERT_STORE_READONLY_FLAG | CERT_STORE_OPEN_EXISTING_FLAG,
+                name.as_ptr().cast(),
+            )
+        };
+        if handle.is_null() {
+            return Err(format!(
+                "CertOpenStore({:?}): {}",
+                store.name,
+                std::io::Error::last_os_error()
+            ));
+        }
+        let mut certificates = Vec::new();
+        let mut context: *mut CERT_CONTEXT = std::ptr::null_mut();
+        loop {
+            // SAFETY: `handle` is open; `context` is null or the context the previous
+            // call returned, which this call frees (so it is never used again).
+            context = unsafe { CertEnumCertificatesInStore(handle, context) };
+            if context.is_null() {
+                // The end of the store (or an error): the last context is freed.
+                break;
+            }
+            // SAFETY: a non-null context is valid until the next call; its encoded
+            // bytes are `cbCertEncoded` long. They are copied out before that call.
+            let der = unsafe {
+                let context = &*context;
+                std::slice::from_raw_parts(context.pbCertEncoded, context.cbCertEncoded as usize)
+                    .to_vec()
+            };
+            certificates.push(der);
+        }
+        // SAFETY: opened above, closed once; no context of it is held any more.
+        unsafe { CertCloseStore(handle, 0) };
+        Ok(certificates)
+    }
 }
 
 /// A PEM file (the first `CERTIFICATE` block) or raw DER.
@@ -159,17 +332,25 @@ pub fn parse_der(der: &[u8]) -> Result<CertInfo, String> {
     let signature = tlv(serial.rest)?; // AlgorithmIdentifier
     let issuer = expect(signature.rest, SEQUENCE, "issuer")?;
     let validity = expect(issuer.rest, SEQUENCE, "validity")?;
+    let subject = expect(validity.rest, SEQUENCE, "subject")?;
     let not_before = tlv(validity.content)?;
     let not_after = tlv(not_before.rest)?;
+    let (issuer, issuer_values) = name(issuer.content)?;
+    let (subject, subject_values) = name(subject.content)?;
     Ok(CertInfo {
-        issuer: issuer_name(issuer.content)?,
+        issuer,
         not_after: der_time(not_after.tag, not_after.content)?,
+        subject,
+        issuer_values,
+        subject_values,
     })
 }
 
-fn issuer_name(mut rdns: &[u8]) -> Result<Option<String>, String> {
+/// A Name's last CN (else last O), and all its string values.
+fn name(mut rdns: &[u8]) -> Result<(Option<String>, Vec<String>), String> {
     let mut cn = None;
     let mut org = None;
+    let mut values = Vec::new();
     while !rdns.is_empty() {
         let set = expect(rdns, SET, "RelativeDistinguishedName")?;
         rdns = set.rest;
@@ -180,6 +361,9 @@ fn issuer_name(mut rdns: &[u8]) -> Result<Option<String>, String> {
             let oid = expect(attr.content, 0x06, "attribute type")?;
             let value = tlv(oid.rest)?;
             let text = der_string(value.tag, value.content);
+            if let Some(text) = &text {
+                values.push(text.clone());
+            }
             if oid.content == OID_CN {
                 cn = text.or(cn);
             } else if oid.content == OID_O {
@@ -187,7 +371,7 @@ fn issuer_name(mut rdns: &[u8]) -> Result<Option<String>, String> {
             }
         }
     }
-    Ok(cn.or(org))
+    Ok((cn.or(org), values))
 }
 
 fn der_string(tag: u8, content: &[u8]) -> Option<String> {
@@ -248,6 +432,75 @@ mod tests {
             b"-----BEGIN CERTIFICATE-----\nMAA=\n",
         ] {
             assert!(parse_pem_or_der(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    /// A DER certificate from `issuer_cn` for `subject_cn`, expiring in `year`.
+    fn cert(issuer_cn: &str, subject_cn: &str, year: i32) -> Vec<u8> {
+        use rcgen::{CertificateParams, DnType, Issuer, KeyPair};
+        let key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::default();
+        ca.distinguished_name
+            .push(DnType::OrganizationName, "医療機関等 CA");
+        ca.distinguished_name.push(DnType::CommonName, issuer_cn);
+        let issuer = Issuer::new(ca, KeyPair::generate().unwrap());
+        let mut params = CertificateParams::default();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, subject_cn);
+        params.not_after = rcgen::date_time_ymd(year, 3, 31);
+        params.signed_by(&key, &issuer).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn the_store_certificate_is_the_newest_match() {
+        let old = cert("JPKI Test CA", "ONS-PC01", 2027);
+        let renewed = cert("JPKI Test CA", "ONS-PC01", 2030);
+        let other_issuer = cert("Some Web CA", "ONS-PC01", 2035);
+        let other_subject = cert("JPKI Test CA", "printer", 2036);
+        let garbage = vec![0x30, 0x03, 0x02, 0x01, 0x00];
+        let store = [&old, &garbage, &renewed, &other_issuer, &other_subject];
+        let ders = || store.iter().map(|d| d.as_slice());
+
+        let chosen = choose(ders(), Some("ons-pc"), Some("jpki")).unwrap();
+        assert_eq!(chosen.subject.as_deref(), Some("ONS-PC01"));
+        assert_eq!(chosen.issuer.as_deref(), Some("JPKI Test CA"));
+        assert_eq!(chosen.not_after.to_rfc3339(), "2030-03-31T00:00:00+00:00");
+        // Any attribute of the name matches, here the issuer's O.
+        let by_org = choose(ders(), Some("ONS"), Some("医療機関等")).unwrap();
+        assert_eq!(by_org.not_after.to_rfc3339(), "2035-03-31T00:00:00+00:00");
+        // No filter: the store's newest certificate.
+        let newest = choose(ders(), None, None).unwrap();
+        assert_eq!(newest.subject.as_deref(), Some("printer"));
+
+        let err = choose(ders(), Some("ONS-PC02"), None).unwrap_err();
+        assert!(
+            err.contains("none of 5 certificates (1 unreadable)"),
+            "{err}"
+        );
+        assert!(choose(std::iter::empty(), None, None).is_err());
+    }
+
+    #[test]
+    fn store_names() {
+        let parse = |text| StoreName::parse(text).map(|s| (s.location, s.name));
+        assert_eq!(parse("My"), Ok((StoreLocation::LocalMachine, "My".into())));
+        assert_eq!(
+            parse(r"CurrentUser\My"),
+            Ok((StoreLocation::CurrentUser, "My".into()))
+        );
+        assert_eq!(
+            parse("localmachine/Root"),
+            Ok((StoreLocation::LocalMachine, "Root".into()))
+        );
+        for bad in [
+            "",
+            r"Machine\My",
+            r"LocalMachine\",
+            r"LocalMachine\My\x",
+            "My;",
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
         }
     }
 
