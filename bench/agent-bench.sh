@@ -4,18 +4,36 @@
 # prometheus-node-exporter at their default settings; then spool append and replay
 # throughput. Prints the figures and the comparison. Not a timed test.
 #
+# A fair comparison asks each one for a comparable amount of work, as it would be
+# used (POLL seconds, default 60):
+# - fleet-agent: its defaults, a report every 60 s, a look at the terminal every 10 s.
+# - prometheus-node-exporter is scraped by Prometheus (default scrape_interval 1m):
+#   the script GETs /metrics with curl every POLL s, the first at the start.
+# - zabbix_agentd answers passive checks (a server's default item interval is 1m):
+#   every POLL s the script asks it for the items that read what the agent reads
+#   (host name, OS, boot time, the four version files, the distribution record, the
+#   line-auth page, the reader log, the certificate, the boot-time file), with
+#   zabbix_get when installed, else by speaking the same passive-check protocol
+#   (ZBXD header, one TCP connection per item) from bash; Debian 12 has no
+#   zabbix-get package.
+# CPU is utime+stime of each process tree over the window: the machine may be busy
+# with other work, per-process CPU time is not affected by that (wall-clock is).
+#
 #   bench/agent-bench.sh                 # 180 s window (DURATION=600 for the issue's 10 min)
 #   DURATION=600 bench/agent-bench.sh
 #
 # Needs: root (apt-get), rabbitmqctl on the local broker, a release build
 # (cargo build --release -p fleet-agent) and the debug fleetd (cargo build -p fleetd),
 # which consumes the agent's reports in a throwaway vhost so that publishing is real.
+# AGENT=… and FLEETD=… name other binaries (e.g. copies, so that a rebuild on a shared
+# machine does not swap them mid-run).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 DURATION="${DURATION:-180}"
 SAMPLE="${SAMPLE:-5}"
-AGENT="$ROOT/target/release/fleet-agent"
+POLL="${POLL:-60}"
+AGENT="${AGENT:-$ROOT/target/release/fleet-agent}"
 FLEETD="${FLEETD:-$ROOT/target/debug/fleetd}"
 WORK="$(mktemp -d /tmp/fleet-agent-bench.XXXXXX)"
 VHOST="fleet-agent-bench-$$"
@@ -31,8 +49,9 @@ trap cleanup EXIT
 
 [ -x "$AGENT" ] || (cd "$ROOT" && cargo build --release -p fleet-agent --bin fleet-agent)
 [ -x "$FLEETD" ] || (cd "$ROOT" && cargo build -p fleetd)
-if ! command -v zabbix_agentd >/dev/null || ! command -v prometheus-node-exporter >/dev/null; then
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q zabbix-agent prometheus-node-exporter >/dev/null
+if ! command -v zabbix_agentd >/dev/null || ! command -v prometheus-node-exporter >/dev/null \
+   || ! command -v curl >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q zabbix-agent prometheus-node-exporter curl >/dev/null
 fi
 
 # The service, in its own vhost and SQLite file, declares the contract's topology.
@@ -73,6 +92,48 @@ else
 fi
 sleep 2
 
+# What a Zabbix server would ask for to watch the example terminal with passive checks.
+FIX="$ROOT/agent/examples/fixtures/sample-terminal"
+VERSION_RE='[0-9]+\.[0-9.]+'
+ZABBIX_ITEMS=(
+  system.hostname system.uname system.boottime
+  "vfs.file.regexp[\"$FIX/OQS-Auth/Version.info\",\"$VERSION_RE\"]"
+  "vfs.file.regexp[\"$FIX/OQSComApp/Version.info\",\"$VERSION_RE\"]"
+  "vfs.file.regexp[\"$FIX/OQSDistroApp/Version.info\",\"$VERSION_RE\"]"
+  "vfs.file.regexp[\"$FIX/CardReader/Version.info\",\"$VERSION_RE\"]"
+  "vfs.file.contents[\"$FIX/distribution.txt\"]"
+  "vfs.file.regexp[\"$FIX/lineauth.html\",\"回線認証接続済み|希望しない\"]"
+  "vfs.file.regexp[\"$(ls "$FIX"/reader/CaoraLog_*.log | tail -n 1)\",\"【[0-9A-Za-z]+[:：]\"]"
+  "vfs.file.contents[\"$FIX/certificate.pem\"]"
+  "vfs.file.contents[\"$FIX/booted_at.txt\"]"
+)
+zabbix_ask() { # one passive check; prints the value
+  if command -v zabbix_get >/dev/null; then
+    zabbix_get -s 127.0.0.1 -k "$1"
+    return
+  fi
+  local n le
+  n="$(printf '%s' "$1" | wc -c)"
+  le="$(printf '\\x%02x\\x%02x\\x%02x\\x%02x' $((n & 255)) $((n >> 8 & 255)) $((n >> 16 & 255)) $((n >> 24 & 255)))"
+  exec 3<>/dev/tcp/127.0.0.1/10050 || return 1
+  # header "ZBXD" 0x01, data length (4 bytes LE), reserved (4 zero bytes), then the key
+  printf "ZBXD\\x01${le}\\x00\\x00\\x00\\x00%s" "$1" >&3
+  tail -c +14 <&3 # the answer has the same 13-byte header
+  exec 3<&-
+}
+SCRAPES=0; SCRAPE_BYTES=0; ZABBIX_ANSWERS=0; ZABBIX_UNSUPPORTED=0
+poll_others() { # one Prometheus scrape, one round of Zabbix passive checks
+  local b item v
+  b="$(curl -fsS http://127.0.0.1:9100/metrics | wc -c)" && [ "$b" -gt 0 ] \
+    && SCRAPES=$((SCRAPES + 1)) && SCRAPE_BYTES=$((SCRAPE_BYTES + b))
+  for item in "${ZABBIX_ITEMS[@]}"; do
+    v="$(zabbix_ask "$item" 2>/dev/null || true)"
+    ZABBIX_ANSWERS=$((ZABBIX_ANSWERS + 1))
+    case "$v" in ZBX_NOTSUPPORTED*|"") ZABBIX_UNSUPPORTED=$((ZABBIX_UNSUPPORTED + 1))
+      echo "zabbix_agentd: $item: ${v:-no answer}" >&2 ;; esac
+  done
+}
+
 TCK="$(getconf CLK_TCK)"
 tree() { # pid and its descendants
   local p="$1"; echo "$p"
@@ -109,9 +170,14 @@ declare -A PID=([fleet-agent]=$AGENT_PID [zabbix_agentd]=$ZABBIX_PID [node-expor
 for n in "${NAMES[@]}"; do T0[$n]="$(ticks "${PID[$n]}")"; MAXRSS[$n]=0; SUMRSS[$n]=0; done
 START="$(date +%s.%N)"
 SAMPLES=0
-echo "observing for ${DURATION}s (sample every ${SAMPLE}s)…" >&2
+echo "observing for ${DURATION}s (sample every ${SAMPLE}s, node-exporter and zabbix_agentd asked every ${POLL}s)…" >&2
 END=$(( $(date +%s) + DURATION ))
+NEXT_POLL="$(date +%s)"
 while [ "$(date +%s)" -lt "$END" ]; do
+  if [ "$(date +%s)" -ge "$NEXT_POLL" ]; then
+    poll_others
+    NEXT_POLL=$((NEXT_POLL + POLL))
+  fi
   for n in "${NAMES[@]}"; do
     kill -0 "${PID[$n]}" 2>/dev/null || { echo "$n (pid ${PID[$n]}) died" >&2; exit 1; }
     r="$(rss_kib "${PID[$n]}")"
@@ -128,19 +194,24 @@ echo "fleet-agent now: $(grep -E '^(RssAnon|RssFile|Threads)' "/proc/$AGENT_PID/
   "threads: $(cat /proc/$AGENT_PID/task/*/comm | sort | uniq -c | tr -s ' \n' ' ')"
 REPORTS="$(sqlite3 "$WORK/fleet.db" 'SELECT COUNT(*) FROM reports' 2>/dev/null || echo '?')"
 echo
-echo "== resident memory and CPU over ${ELAPSED%.*} s (fleet-agent interval 60 s; others at defaults) =="
+echo "== resident memory and CPU over ${ELAPSED%.*} s (fleet-agent: defaults; others at defaults, asked every ${POLL} s) =="
 for n in "${NAMES[@]}"; do echo "$n: $(tree "${PID[$n]}" | xargs -I{} sh -c 'echo -n "$(cat /proc/{}/comm 2>/dev/null)({}) "')"; done
-printf '%-15s %12s %12s %12s %14s\n' process "RSS avg MiB" "RSS max MiB" "PSS MiB" "CPU % of core"
+# CPU time is counted in clock ticks (1/CLK_TCK s, 10 ms): over 600 s one tick is
+# 0.0017 % of a core, so the CPU seconds are printed too.
+printf '%-15s %12s %12s %12s %10s %14s\n' process "RSS avg MiB" "RSS max MiB" "PSS MiB" "CPU s" "CPU % of core"
 for n in "${NAMES[@]}"; do
   t1="$(ticks "${PID[$n]}")"
   cpu="$(echo "scale=4; 100 * ($t1 - ${T0[$n]}) / $TCK / $ELAPSED" | bc -l)"
-  printf '%-15s %12.2f %12.2f %12.2f %14.3f\n' "$n" \
+  printf '%-15s %12.2f %12.2f %12.2f %10.2f %14.4f\n' "$n" \
     "$(echo "${SUMRSS[$n]} / $SAMPLES / 1024" | bc -l)" \
     "$(echo "${MAXRSS[$n]} / 1024" | bc -l)" \
-    "$(echo "${PSS[$n]} / 1024" | bc -l)" "$cpu"
+    "$(echo "${PSS[$n]} / 1024" | bc -l)" \
+    "$(echo "($t1 - ${T0[$n]}) / $TCK" | bc -l)" "$cpu"
   eval "CPU_${n//[-]/_}=$cpu; RSS_${n//[-]/_}=${MAXRSS[$n]}"
 done
-echo "reports stored by fleetd during the window: $REPORTS"
+echo "fleet-agent: reports stored by fleetd during the window: $REPORTS (checks every 10 s)"
+echo "node-exporter: $SCRAPES scrapes of /metrics, $((SCRAPE_BYTES / (SCRAPES > 0 ? SCRAPES : 1))) bytes each"
+echo "zabbix_agentd: $ZABBIX_ANSWERS passive checks (${#ZABBIX_ITEMS[@]} items per round), $ZABBIX_UNSUPPORTED unsupported or unanswered"
 echo
 verdict() { if [ "$(echo "$1" | bc -l)" = 1 ]; then echo yes; else echo NO; fi; }
 echo "goal: fleet-agent under 10 MiB resident:        $(verdict "$RSS_fleet_agent < 10240")"
@@ -157,3 +228,7 @@ for policy in always interval never; do
   n=20000; [ "$policy" = always ] && n=5000
   "$AGENT" spool-bench --dir "$WORK/spool-$policy" --count "$n" --fsync "$policy"
 done
+
+echo
+echo "== one look at the example terminal (CPU time; the daemon looks every check_interval_secs) =="
+(cd "$ROOT" && "$AGENT" probe-bench --config agent/examples/agent.toml --count 2000)
