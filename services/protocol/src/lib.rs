@@ -9,13 +9,14 @@
 pub mod campaign;
 pub mod clinic;
 pub mod report;
+pub mod rfc3339;
 pub mod state;
 pub mod tenant;
 pub mod version;
 
 pub use campaign::{Assessment, Campaign, CampaignState, Cause, DistributionWindow, JST, jst};
 pub use clinic::{Area, ClinicCode, Prefecture};
-pub use report::{Report, ReportError};
+pub use report::{ReaderError, Report, ReportError};
 pub use state::{Applied, Observed, TerminalState};
 pub use tenant::TenantSlug;
 pub use version::Version;

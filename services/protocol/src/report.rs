@@ -41,6 +41,7 @@ pub struct Report {
     /// Strictly increasing per terminal, never reused.
     pub seq: u64,
     /// When the snapshot was taken on the terminal.
+    #[serde(with = "crate::rfc3339")]
     pub observed_at: DateTime<FixedOffset>,
     /// 医療機関等コード of the clinic the terminal stands in.
     pub clinic_code: ClinicCode,

@@ -21,6 +21,7 @@ use crate::version::Version;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Observed<T> {
     pub value: T,
+    #[serde(with = "crate::rfc3339")]
     pub at: DateTime<FixedOffset>,
 }
 
@@ -33,6 +34,7 @@ pub struct TerminalState {
     /// The newest applied `seq`.
     pub last_seq: u64,
     /// `observed_at` of the newest applied report.
+    #[serde(with = "crate::rfc3339")]
     pub last_observed_at: DateTime<FixedOffset>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_version: Option<Observed<String>>,
