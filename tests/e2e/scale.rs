@@ -315,9 +315,13 @@ async fn causes_that_depend_on_time_are_reassessed() -> anyhow::Result<()> {
         body,
         received_at: at("2026-01-10T10:00:01+09:00")?,
     };
-    let campaigns = vec![Campaign::face_library_5_1_0()];
+    let campaigns = std::sync::Arc::new(vec![Campaign::face_library_5_1_0()]);
     app.store
-        .write_batch(&[incoming], &campaigns, at("2026-01-10T10:00:01+09:00")?)
+        .write_batch(
+            std::sync::Arc::from(vec![incoming]),
+            campaigns,
+            at("2026-01-10T10:00:01+09:00")?,
+        )
         .await?;
     let token = app.vendor_token(Role::Support, "demo");
     let cause = |clinic: serde_json::Value| {

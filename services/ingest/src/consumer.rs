@@ -213,7 +213,7 @@ impl BatchContext {
 /// A batch received and checked, on its way to the writer.
 struct Prepared {
     deliveries: Vec<Delivery>,
-    accepted: Vec<fleet_store::IncomingReport>,
+    accepted: Arc<[fleet_store::IncomingReport]>,
     /// Index in `deliveries` of each accepted report.
     accepted_at: Vec<usize>,
     refused: Vec<(usize, Refusal)>,
@@ -248,7 +248,7 @@ fn prepare(deliveries: Vec<Delivery>, context: &BatchContext, started: Instant) 
     }
     Prepared {
         deliveries,
-        accepted,
+        accepted: accepted.into(),
         accepted_at,
         refused,
         campaigns: context.campaigns.clone(),
@@ -388,8 +388,8 @@ const WHOLE_BATCH_TRIES: u32 = 3;
 /// Returns `None` when shutdown was asked for before the batch was written.
 async fn write_resilient(
     store: &Store,
-    accepted: &[fleet_store::IncomingReport],
-    campaigns: &[fleet_protocol::Campaign],
+    accepted: &Arc<[fleet_store::IncomingReport]>,
+    campaigns: &Arc<Vec<fleet_protocol::Campaign>>,
     now: chrono::DateTime<chrono::FixedOffset>,
     metrics: &IngestMetrics,
     shutdown: &mut watch::Receiver<bool>,
@@ -397,7 +397,10 @@ async fn write_resilient(
     let mut failures_while_up = 0u32;
     let mut attempt = 0u32;
     loop {
-        let error = match store.write_batch(accepted, campaigns, now).await {
+        let error = match store
+            .write_batch(accepted.clone(), campaigns.clone(), now)
+            .await
+        {
             Ok(outcomes) => return Some(outcomes),
             Err(err) => err,
         };
@@ -434,13 +437,13 @@ async fn write_resilient(
 async fn write_one_by_one(
     store: &Store,
     accepted: &[fleet_store::IncomingReport],
-    campaigns: &[fleet_protocol::Campaign],
+    campaigns: &Arc<Vec<fleet_protocol::Campaign>>,
     now: chrono::DateTime<chrono::FixedOffset>,
 ) -> Option<Vec<Outcome>> {
     let mut outcomes = Vec::with_capacity(accepted.len());
     for one in accepted {
         match store
-            .write_batch(std::slice::from_ref(one), campaigns, now)
+            .write_batch(Arc::from(vec![one.clone()]), campaigns.clone(), now)
             .await
         {
             Ok(mut single) => outcomes.push(single.pop().unwrap_or(Outcome::Duplicate)),

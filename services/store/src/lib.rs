@@ -16,6 +16,7 @@ pub mod history;
 pub mod read;
 pub mod succession;
 pub mod write;
+mod write_sqlite;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -47,6 +48,8 @@ pub const DEMO_PUBLISHER: &str = "guest";
 #[derive(Clone, Debug)]
 pub struct Store {
     db: DatabaseConnection,
+    /// SQLite only: the native connection batches are written on.
+    sqlite_writer: Option<std::sync::Arc<write_sqlite::SqliteWriter>>,
 }
 
 /// Where the database is.
@@ -127,7 +130,13 @@ impl Store {
         let db = Database::connect(options)
             .await
             .with_context(|| format!("connecting to the database ({})", describe(url)))?;
-        Ok(Self { db })
+        let sqlite_writer = match url {
+            DatabaseUrl::Sqlite(path) => {
+                Some(std::sync::Arc::new(write_sqlite::SqliteWriter::open(path)?))
+            }
+            DatabaseUrl::Postgres(_) => None,
+        };
+        Ok(Self { db, sqlite_writer })
     }
 
     /// Applies every pending migration.

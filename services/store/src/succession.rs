@@ -52,6 +52,11 @@ impl Successions {
         current
     }
 
+    /// From (tenant, old code, terminal id or "") → new code.
+    pub(crate) fn from_moves(moves: HashMap<(String, String, String), ClinicCode>) -> Self {
+        Self { moves }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.moves.is_empty()
     }

@@ -19,6 +19,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use anyhow::Context;
 use chrono::{DateTime, FixedOffset};
+use std::sync::Arc;
+
 use fleet_protocol::{Applied, Campaign, JST, Report, TenantSlug, TerminalState};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query, SimpleExpr};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};
@@ -68,12 +70,26 @@ pub(crate) struct Loaded {
 impl Store {
     /// Writes a batch in one transaction and returns one outcome per report, in order.
     /// `now` decides time-dependent campaign causes (has distribution started?).
+    ///
+    /// On SQLite the batch runs on a blocking thread with its own native connection
+    /// and cached prepared statements ([`crate::write_sqlite`]); on PostgreSQL it goes
+    /// through the pool with multi-row statements. Both apply the same plan (below).
     pub async fn write_batch(
         &self,
-        batch: &[IncomingReport],
-        campaigns: &[Campaign],
+        batch: Arc<[IncomingReport]>,
+        campaigns: Arc<Vec<Campaign>>,
         now: DateTime<FixedOffset>,
     ) -> anyhow::Result<Vec<Outcome>> {
+        if let Some(writer) = &self.sqlite_writer {
+            let writer = writer.clone();
+            return tokio::task::spawn_blocking(move || {
+                writer.write_batch(&batch, &campaigns, now)
+            })
+            .await
+            .context("the SQLite writer thread panicked")?;
+        }
+        let batch: &[IncomingReport] = &batch;
+        let campaigns: &[Campaign] = &campaigns;
         let txn = self
             .db
             .begin()
@@ -83,25 +99,50 @@ impl Store {
         // read inside the transaction so a move and a batch never interleave.
         let successions = crate::succession::load(&txn).await?;
         let remapped: Vec<IncomingReport>;
-        let batch = if successions.is_empty() {
-            batch
-        } else {
-            remapped = batch
-                .iter()
-                .map(|incoming| {
-                    let mut incoming = incoming.clone();
-                    let r = &mut incoming.report;
-                    r.clinic_code =
-                        successions.resolve(&incoming.tenant, &r.terminal_id, r.clinic_code);
-                    incoming
-                })
-                .collect();
-            &remapped
+        let batch = match remap(batch, &successions) {
+            Some(moved) => {
+                remapped = moved;
+                &remapped
+            }
+            None => batch,
         };
         let outcomes = write_in(&txn, batch, campaigns, now).await?;
         txn.commit().await.context("committing the batch")?;
         Ok(outcomes)
     }
+}
+
+/// The batch with every report that still names a code moved by 承継 filed under the
+/// new code; `None` when nothing moves.
+pub(crate) fn remap(
+    batch: &[IncomingReport],
+    successions: &crate::succession::Successions,
+) -> Option<Vec<IncomingReport>> {
+    if successions.is_empty() {
+        return None;
+    }
+    Some(
+        batch
+            .iter()
+            .map(|incoming| {
+                let mut incoming = incoming.clone();
+                let r = &mut incoming.report;
+                r.clinic_code =
+                    successions.resolve(&incoming.tenant, &r.terminal_id, r.clinic_code);
+                incoming
+            })
+            .collect(),
+    )
+}
+
+/// The distinct terminals of a batch.
+pub(crate) fn terminal_ids(batch: &[IncomingReport]) -> Vec<String> {
+    batch
+        .iter()
+        .map(|i| i.report.terminal_id.to_string())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect()
 }
 
 async fn write_in(
@@ -111,17 +152,46 @@ async fn write_in(
     now: DateTime<FixedOffset>,
 ) -> anyhow::Result<Vec<Outcome>> {
     let mut outcomes: Vec<Option<Outcome>> = vec![None; batch.len()];
-    let ids: Vec<String> = batch
-        .iter()
-        .map(|i| i.report.terminal_id.to_string())
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
+    let ids = terminal_ids(batch);
     let mut terminals = load_terminals(txn, &ids).await?;
+    let candidates = screen(batch, &mut terminals, &mut outcomes);
+    let inserted = append_history(txn, batch, &candidates).await?;
+    let fresh = apply_fresh(
+        batch,
+        &candidates,
+        &inserted,
+        &mut terminals,
+        campaigns,
+        &mut outcomes,
+    );
+    let fresh_reports = fresh.reports();
+    append_reader_errors(txn, batch, &fresh_reports).await?;
+    let last_received = last_received(batch, &fresh_reports, now);
+    upsert_terminals(txn, &terminals, last_received).await?;
+    ensure_clinics(txn, &terminals, now).await?;
+    let touched: Vec<String> = fresh.by_terminal.keys().cloned().collect();
+    upsert_campaign_states(txn, &terminals, &touched, campaigns, &fresh.sightings, now).await?;
+    Ok(finish(outcomes))
+}
 
-    // 1. Refusals and in-batch duplicates.
-    let mut candidates = Vec::new();
-    let mut keys_in_batch = HashSet::new();
+/// Every outcome decided; a report the plan never reached is a duplicate.
+pub(crate) fn finish(outcomes: Vec<Option<Outcome>>) -> Vec<Outcome> {
+    outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or(Outcome::Duplicate))
+        .collect()
+}
+
+/// Step 1: refuses what the store cannot take and drops in-batch duplicates; returns
+/// the indices to append to the history. A terminal new to the store gets an empty
+/// entry in `terminals` owned by the first tenant that reports it.
+pub(crate) fn screen(
+    batch: &[IncomingReport],
+    terminals: &mut HashMap<String, Loaded>,
+    outcomes: &mut [Option<Outcome>],
+) -> Vec<usize> {
+    let mut candidates = Vec::with_capacity(batch.len());
+    let mut keys_in_batch = HashSet::with_capacity(batch.len());
     for (i, incoming) in batch.iter().enumerate() {
         let r = &incoming.report;
         let id = r.terminal_id.to_string();
@@ -157,31 +227,52 @@ async fn write_in(
         }
         candidates.push(i);
     }
+    candidates
+}
 
-    // 2. History append; what comes back is what was new.
-    let inserted = append_history(txn, batch, &candidates).await?;
-    let mut fresh: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    for &i in &candidates {
+/// What step 3 produced: the newly stored reports per terminal, and when each
+/// terminal was seen during a campaign's distribution.
+pub(crate) struct Fresh {
+    pub(crate) by_terminal: BTreeMap<String, Vec<usize>>,
+    pub(crate) sightings: HashMap<(String, String), DateTime<FixedOffset>>,
+}
+
+impl Fresh {
+    /// Indices of every newly stored report.
+    pub(crate) fn reports(&self) -> Vec<usize> {
+        self.by_terminal.values().flatten().copied().collect()
+    }
+}
+
+/// Step 3: applies what the history took as new (`inserted`) to the current state.
+pub(crate) fn apply_fresh(
+    batch: &[IncomingReport],
+    candidates: &[usize],
+    inserted: &HashSet<(String, u64)>,
+    terminals: &mut HashMap<String, Loaded>,
+    campaigns: &[Campaign],
+    outcomes: &mut [Option<Outcome>],
+) -> Fresh {
+    let mut by_terminal: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for &i in candidates {
         let r = &batch[i].report;
         let id = r.terminal_id.to_string();
         if inserted.contains(&(id.clone(), r.seq)) {
-            fresh.entry(id).or_default().push(i);
+            by_terminal.entry(id).or_default().push(i);
         } else {
             outcomes[i] = Some(Outcome::Duplicate);
         }
     }
-
-    // 3. Current state, in seq order per terminal, and distribution sightings.
     let mut sightings: HashMap<(String, String), DateTime<FixedOffset>> = HashMap::new();
     // In arrival order, exactly as if each report came alone: a report older than
     // one already applied is stale even inside one batch. (Sorting by seq would let a
     // late, stale report fill fields that the newer one lacks, so the state would
     // depend on how deliveries happened to be batched.)
-    for (id, indices) in &fresh {
+    for (id, indices) in &by_terminal {
         let Some(loaded) = terminals.get_mut(id) else {
             continue;
         };
-        for &i in indices.iter() {
+        for &i in indices {
             let report = &batch[i].report;
             let applied = match &mut loaded.state {
                 Some(state) => state.apply(report),
@@ -206,24 +297,72 @@ async fn write_in(
             }
         }
     }
-    let fresh_reports: Vec<usize> = fresh.values().flatten().copied().collect();
-    append_reader_errors(txn, batch, &fresh_reports).await?;
-    let last_received = fresh_reports
+    Fresh {
+        by_terminal,
+        sightings,
+    }
+}
+
+/// When the newest of the fresh reports arrived (`now` if none is fresh).
+pub(crate) fn last_received(
+    batch: &[IncomingReport],
+    fresh: &[usize],
+    now: DateTime<FixedOffset>,
+) -> DateTime<FixedOffset> {
+    fresh
         .iter()
         .map(|&i| batch[i].received_at)
         .max()
-        .unwrap_or(now);
-    upsert_terminals(txn, &terminals, last_received).await?;
-    ensure_clinics(txn, &terminals, now).await?;
+        .unwrap_or(now)
+}
 
-    // 4. Campaign states of every terminal that got a new report.
-    let touched: Vec<String> = fresh.keys().cloned().collect();
-    upsert_campaign_states(txn, &terminals, &touched, campaigns, &sightings, now).await?;
+/// Reader errors of the fresh reports: (report, index within the report, error).
+pub(crate) fn reader_error_rows<'a>(
+    batch: &'a [IncomingReport],
+    fresh: &[usize],
+) -> Vec<(&'a IncomingReport, usize, &'a fleet_protocol::ReaderError)> {
+    fresh
+        .iter()
+        .flat_map(|&i| {
+            let incoming = &batch[i];
+            let errors = incoming
+                .report
+                .reader
+                .as_ref()
+                .and_then(|r| r.errors.as_ref());
+            errors
+                .into_iter()
+                .flatten()
+                .enumerate()
+                .map(move |(idx, e)| (incoming, idx, e))
+        })
+        .collect()
+}
 
-    Ok(outcomes
-        .into_iter()
-        .map(|o| o.unwrap_or(Outcome::Duplicate))
-        .collect())
+/// Terminals whose state this batch changed.
+pub(crate) fn changed_terminals(
+    terminals: &HashMap<String, Loaded>,
+) -> Vec<(&String, &Loaded, &TerminalState)> {
+    terminals
+        .iter()
+        .filter(|(_, l)| l.changed)
+        .filter_map(|(id, l)| l.state.as_ref().map(|s| (id, l, s)))
+        .collect()
+}
+
+/// Clinics that may not be recorded yet: only a new terminal or one that moved can
+/// name one.
+pub(crate) fn clinics_to_ensure(
+    terminals: &HashMap<String, Loaded>,
+) -> Vec<(&str, fleet_protocol::ClinicCode)> {
+    let clinics: HashSet<(&str, fleet_protocol::ClinicCode)> = terminals
+        .values()
+        .filter(|l| l.changed)
+        .filter_map(|l| l.state.as_ref().map(|s| (l, s.clinic_code)))
+        .filter(|(l, code)| l.stored_clinic != Some(*code))
+        .map(|(l, code)| (l.tenant.as_str(), code))
+        .collect();
+    clinics.into_iter().collect()
 }
 
 fn col(name: &str) -> Alias {
@@ -321,22 +460,7 @@ async fn append_reader_errors(
     batch: &[IncomingReport],
     fresh: &[usize],
 ) -> anyhow::Result<()> {
-    let rows: Vec<_> = fresh
-        .iter()
-        .flat_map(|&i| {
-            let incoming = &batch[i];
-            let errors = incoming
-                .report
-                .reader
-                .as_ref()
-                .and_then(|r| r.errors.as_ref());
-            errors
-                .into_iter()
-                .flatten()
-                .enumerate()
-                .map(move |(idx, e)| (incoming, idx, e))
-        })
-        .collect();
+    let rows = reader_error_rows(batch, fresh);
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let mut insert = Query::insert();
         insert.into_table(col("reader_errors")).columns([
@@ -379,11 +503,7 @@ async fn upsert_terminals(
     terminals: &HashMap<String, Loaded>,
     received_at: DateTime<FixedOffset>,
 ) -> anyhow::Result<()> {
-    let changed: Vec<(&String, &Loaded, &TerminalState)> = terminals
-        .iter()
-        .filter(|(_, l)| l.changed)
-        .filter_map(|(id, l)| l.state.as_ref().map(|s| (id, l, s)))
-        .collect();
+    let changed = changed_terminals(terminals);
     for chunk in changed.chunks(ROWS_PER_STATEMENT) {
         let mut insert = Query::insert();
         insert.into_table(col("terminals")).columns([
@@ -430,15 +550,7 @@ async fn ensure_clinics(
     terminals: &HashMap<String, Loaded>,
     now: DateTime<FixedOffset>,
 ) -> anyhow::Result<()> {
-    // Only a new terminal or one that moved can name a clinic not yet recorded.
-    let clinics: HashSet<(&str, fleet_protocol::ClinicCode)> = terminals
-        .values()
-        .filter(|l| l.changed)
-        .filter_map(|l| l.state.as_ref().map(|s| (l, s.clinic_code)))
-        .filter(|(l, code)| l.stored_clinic != Some(*code))
-        .map(|(l, code)| (l.tenant.as_str(), code))
-        .collect();
-    let clinics: Vec<_> = clinics.into_iter().collect();
+    let clinics = clinics_to_ensure(terminals);
     for chunk in clinics.chunks(ROWS_PER_STATEMENT) {
         let mut insert = Query::insert();
         insert.into_table(col("clinics")).columns([
@@ -468,12 +580,12 @@ async fn ensure_clinics(
 }
 
 /// A campaign state as stored before this batch.
-struct Stored {
-    prefecture: String,
-    clinic_code: String,
-    state: String,
-    cause: String,
-    seen: Option<DateTime<FixedOffset>>,
+pub(crate) struct Stored {
+    pub(crate) prefecture: String,
+    pub(crate) clinic_code: String,
+    pub(crate) state: String,
+    pub(crate) cause: String,
+    pub(crate) seen: Option<DateTime<FixedOffset>>,
 }
 
 pub(crate) async fn upsert_campaign_states(
@@ -489,7 +601,6 @@ pub(crate) async fn upsert_campaign_states(
     }
     // Earlier sightings during distribution, and what each state was before, so the
     // rollout counters move by exactly the change.
-    let mut seen: HashMap<(String, String), DateTime<FixedOffset>> = HashMap::new();
     let mut before: HashMap<(String, String), Stored> = HashMap::new();
     for chunk in touched.chunks(ROWS_PER_STATEMENT) {
         let select = Query::select()
@@ -513,9 +624,6 @@ pub(crate) async fn upsert_campaign_states(
             let id: String = row.try_get("", "terminal_id")?;
             let campaign: String = row.try_get("", "campaign_id")?;
             let at: Option<DateTime<FixedOffset>> = row.try_get("", "seen_in_distribution_at")?;
-            if let Some(at) = at {
-                seen.insert((id.clone(), campaign.clone()), at);
-            }
             let stored = Stored {
                 prefecture: row.try_get("", "prefecture")?,
                 clinic_code: row.try_get("", "clinic_code")?,
@@ -526,56 +634,8 @@ pub(crate) async fn upsert_campaign_states(
             before.insert((id, campaign), stored);
         }
     }
-    for (key, at) in sightings {
-        let entry = seen.entry(key.clone()).or_insert(*at);
-        *entry = Ord::max(*entry, *at);
-    }
-
-    let mut rows = Vec::new();
-    for id in touched {
-        let Some(loaded) = terminals.get(id) else {
-            continue;
-        };
-        let Some(state) = &loaded.state else { continue };
-        for campaign in campaigns {
-            let key = (id.clone(), campaign.id.clone());
-            let sighting = seen.get(&key).copied();
-            let assessment = campaign.assess(state, sighting.is_some(), now);
-            // Most reports are heartbeats that change nothing here: leave those rows
-            // (and their index entries) alone.
-            let unchanged = before.get(&key).is_some_and(|b| {
-                b.state == assessment.state.as_str()
-                    && b.cause == assessment.cause.as_str()
-                    && b.seen == sighting
-                    && b.clinic_code == state.clinic_code.as_str()
-                    && b.prefecture == state.clinic_code.prefecture().code()
-            });
-            if !unchanged {
-                rows.push((id, loaded, state, campaign, assessment, sighting));
-            }
-        }
-    }
-    let mut deltas = CounterDeltas::default();
-    for (id, loaded, state, campaign, assessment, _) in &rows {
-        let key = ((*id).clone(), campaign.id.clone());
-        if let Some(stored) = before.get(&key) {
-            deltas.add(
-                loaded.tenant.as_str(),
-                &stored.prefecture,
-                &campaign.id,
-                &stored.state,
-                -1,
-            );
-        }
-        let prefecture = state.clinic_code.prefecture().code();
-        deltas.add(
-            loaded.tenant.as_str(),
-            &prefecture,
-            &campaign.id,
-            assessment.state.as_str(),
-            1,
-        );
-    }
+    let (rows, deltas) =
+        plan_campaign_states(terminals, touched, campaigns, &before, sightings, now);
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let mut insert = Query::insert();
         insert.into_table(col("campaign_states")).columns([
@@ -589,16 +649,16 @@ pub(crate) async fn upsert_campaign_states(
             col("seen_in_distribution_at"),
             col("updated_at"),
         ]);
-        for (id, loaded, state, campaign, assessment, sighting) in chunk {
+        for row in chunk {
             insert.values([
-                (*id).clone().into(),
-                campaign.id.clone().into(),
-                loaded.tenant.as_str().into(),
-                state.clinic_code.prefecture().code().into(),
-                state.clinic_code.as_str().into(),
-                assessment.state.as_str().into(),
-                assessment.cause.as_str().into(),
-                (*sighting).into(),
+                row.terminal_id.as_str().into(),
+                row.campaign_id.as_str().into(),
+                row.tenant.into(),
+                row.prefecture.as_str().into(),
+                row.clinic_code.into(),
+                row.state.into(),
+                row.cause.into(),
+                row.seen_in_distribution_at.into(),
                 now.into(),
             ])?;
         }
@@ -621,9 +681,97 @@ pub(crate) async fn upsert_campaign_states(
     deltas.apply(txn).await
 }
 
+/// One campaign-state row to upsert.
+pub(crate) struct CampaignRow<'a> {
+    pub(crate) terminal_id: &'a String,
+    pub(crate) campaign_id: &'a String,
+    pub(crate) tenant: &'a str,
+    pub(crate) prefecture: String,
+    pub(crate) clinic_code: &'a str,
+    pub(crate) state: &'static str,
+    pub(crate) cause: &'static str,
+    pub(crate) seen_in_distribution_at: Option<DateTime<FixedOffset>>,
+}
+
+/// Step 4: the campaign states of the touched terminals that differ from what is
+/// stored (`before`), and the counter changes that moves them exactly.
+/// A terminal seen during distribution before (stored) or in this batch
+/// (`sightings`) keeps the later of the two times.
+pub(crate) fn plan_campaign_states<'a>(
+    terminals: &'a HashMap<String, Loaded>,
+    touched: &'a [String],
+    campaigns: &'a [Campaign],
+    before: &HashMap<(String, String), Stored>,
+    sightings: &HashMap<(String, String), DateTime<FixedOffset>>,
+    now: DateTime<FixedOffset>,
+) -> (Vec<CampaignRow<'a>>, CounterDeltas) {
+    let mut seen: HashMap<(String, String), DateTime<FixedOffset>> = before
+        .iter()
+        .filter_map(|(key, b)| b.seen.map(|at| (key.clone(), at)))
+        .collect();
+    for (key, at) in sightings {
+        let entry = seen.entry(key.clone()).or_insert(*at);
+        *entry = Ord::max(*entry, *at);
+    }
+    let mut rows = Vec::new();
+    let mut deltas = CounterDeltas::default();
+    for id in touched {
+        let Some(loaded) = terminals.get(id) else {
+            continue;
+        };
+        let Some(state) = &loaded.state else { continue };
+        let prefecture = state.clinic_code.prefecture().code();
+        for campaign in campaigns {
+            let key = (id.clone(), campaign.id.clone());
+            let sighting = seen.get(&key).copied();
+            let assessment = campaign.assess(state, sighting.is_some(), now);
+            let stored = before.get(&key);
+            // Most reports are heartbeats that change nothing here: leave those rows
+            // (and their index entries) alone.
+            let unchanged = stored.is_some_and(|b| {
+                b.state == assessment.state.as_str()
+                    && b.cause == assessment.cause.as_str()
+                    && b.seen == sighting
+                    && b.clinic_code == state.clinic_code.as_str()
+                    && b.prefecture == prefecture
+            });
+            if unchanged {
+                continue;
+            }
+            if let Some(stored) = stored {
+                deltas.add(
+                    loaded.tenant.as_str(),
+                    &stored.prefecture,
+                    &campaign.id,
+                    &stored.state,
+                    -1,
+                );
+            }
+            deltas.add(
+                loaded.tenant.as_str(),
+                &prefecture,
+                &campaign.id,
+                assessment.state.as_str(),
+                1,
+            );
+            rows.push(CampaignRow {
+                terminal_id: id,
+                campaign_id: &campaign.id,
+                tenant: loaded.tenant.as_str(),
+                prefecture: prefecture.clone(),
+                clinic_code: state.clinic_code.as_str(),
+                state: assessment.state.as_str(),
+                cause: assessment.cause.as_str(),
+                seen_in_distribution_at: sighting,
+            });
+        }
+    }
+    (rows, deltas)
+}
+
 /// Changes to the rollout counters, netted per key before they are written.
 #[derive(Default)]
-pub(crate) struct CounterDeltas(BTreeMap<(String, String, String, String), i64>);
+pub(crate) struct CounterDeltas(pub(crate) BTreeMap<(String, String, String, String), i64>);
 
 impl CounterDeltas {
     /// Adds `n` terminals to tenant × prefecture × campaign × state.

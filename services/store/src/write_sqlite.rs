@@ -1,0 +1,531 @@
+//! SQLite's batch writer: the plan of [`crate::write`], executed on a native
+//! connection with cached single-row prepared statements.
+//!
+//! Why a second path: profiling the ingest on SQLite (docs/BENCHMARKS.md) showed more
+//! than half of the writer's time outside SQLite — building multi-row SQL text,
+//! converting every value twice on its way through the ORM and the driver, and
+//! handing each statement to the driver's worker thread and back. SQLite runs in
+//! process, so a statement prepared once and stepped per row costs a few
+//! microseconds with none of that. PostgreSQL keeps the multi-row path, where one
+//! round trip per statement is what matters.
+//!
+//! The decisions — refusals, duplicates, arrival-order application, campaign states
+//! and counter changes — are the same functions for both databases; only the I/O
+//! differs. The batch is one `BEGIN IMMEDIATE` transaction: it takes the write lock
+//! up front, so a concurrent writer (a `fleetd campaign add` on the pool) waits on
+//! the busy timeout instead of failing a half-read batch.
+//!
+//! The writer keeps the current state of the terminals it wrote, so a batch does not
+//! read and parse every terminal's state back from the database. The cache is valid
+//! only while no other connection has committed: `PRAGMA data_version` (read under
+//! the batch's write lock) tells, and any change — a 承継 or `fleetd campaign add` on
+//! the pool, another process — empties it. It is filled only after a commit, and
+//! emptied when a batch fails, so it never holds state the database does not.
+//!
+//! Values are encoded exactly as the ORM's driver encodes them (timestamps as RFC 3339
+//! text, JST where the other path converts to JST), so both paths read each other's
+//! rows and text comparisons on times keep their order.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{DateTime, FixedOffset, SecondsFormat};
+use fleet_protocol::{Campaign, ClinicCode, JST, TenantSlug, TerminalState};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+
+use crate::succession::Successions;
+use crate::write::{
+    CounterDeltas, IncomingReport, Loaded, Outcome, Stored, apply_fresh, changed_terminals,
+    clinics_to_ensure, finish, last_received, plan_campaign_states, reader_error_rows, remap,
+    screen, terminal_ids,
+};
+
+/// One native connection, used by one batch at a time.
+#[derive(Debug)]
+pub(crate) struct SqliteWriter {
+    inner: Mutex<Inner>,
+}
+
+/// Most terminal states kept; past this the cache starts over (a national fleet on
+/// SQLite still fits, at about 1 KiB each).
+const CACHE_CAPACITY: usize = 400_000;
+
+#[derive(Debug)]
+struct Inner {
+    conn: Connection,
+    /// Terminal id → (owning tenant, state as committed).
+    cache: HashMap<String, (TenantSlug, TerminalState)>,
+    /// `PRAGMA data_version` when the cache was last known valid.
+    data_version: Option<i64>,
+}
+
+/// A timestamp as the ORM's SQLite driver writes it.
+fn time_text(t: DateTime<FixedOffset>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, false)
+}
+
+fn parse_time(text: &str) -> anyhow::Result<DateTime<FixedOffset>> {
+    DateTime::parse_from_rfc3339(text).with_context(|| format!("stored time {text:?}"))
+}
+
+impl SqliteWriter {
+    /// Opens the writer's connection with the same settings as the pool's
+    /// (`synchronous=FULL`: a batch is acked only after its commit survives a power
+    /// cut).
+    pub(crate) fn open(path: &str) -> anyhow::Result<Self> {
+        let conn = Connection::open(path)
+            .with_context(|| format!("opening SQLite database {path} for writing"))?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             PRAGMA foreign_keys = ON;
+             PRAGMA cache_size = -65536;
+             PRAGMA temp_store = MEMORY;
+             PRAGMA wal_autocheckpoint = 16384;",
+        )
+        .context("setting up the SQLite writer connection")?;
+        conn.set_prepared_statement_cache_capacity(32);
+        Ok(Self {
+            inner: Mutex::new(Inner {
+                conn,
+                cache: HashMap::new(),
+                data_version: None,
+            }),
+        })
+    }
+
+    /// [`crate::Store::write_batch`] on SQLite: blocking, one transaction.
+    pub(crate) fn write_batch(
+        &self,
+        batch: &[IncomingReport],
+        campaigns: &[Campaign],
+        now: DateTime<FixedOffset>,
+    ) -> anyhow::Result<Vec<Outcome>> {
+        // A panic inside a batch dropped its transaction (rolled back) while
+        // unwinding, so the connection is fine to use again.
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let inner = &mut *guard;
+        let result = write_locked(
+            &mut inner.conn,
+            &mut inner.cache,
+            &mut inner.data_version,
+            batch,
+            campaigns,
+            now,
+        );
+        if result.is_err() {
+            inner.cache.clear();
+            inner.data_version = None;
+        }
+        result
+    }
+}
+
+fn write_locked(
+    conn: &mut Connection,
+    cache: &mut HashMap<String, (TenantSlug, TerminalState)>,
+    data_version: &mut Option<i64>,
+    batch: &[IncomingReport],
+    campaigns: &[Campaign],
+    now: DateTime<FixedOffset>,
+) -> anyhow::Result<Vec<Outcome>> {
+    let txn = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .context("beginning the batch transaction")?;
+    let version: i64 = txn.query_row("PRAGMA data_version", [], |row| row.get(0))?;
+    if *data_version != Some(version) {
+        cache.clear();
+        *data_version = Some(version);
+    }
+    let successions = load_successions(&txn)?;
+    let remapped: Vec<IncomingReport>;
+    let batch = match remap(batch, &successions) {
+        Some(moved) => {
+            remapped = moved;
+            &remapped
+        }
+        None => batch,
+    };
+    let (outcomes, terminals) = write_in(&txn, cache, batch, campaigns, now)?;
+    txn.commit().context("committing the batch")?;
+    if cache.len() + terminals.len() > CACHE_CAPACITY {
+        cache.clear();
+    }
+    for (id, loaded) in terminals {
+        if let Some(state) = loaded.state {
+            cache.insert(id, (loaded.tenant, state));
+        }
+    }
+    Ok(outcomes)
+}
+
+/// The batch inside its transaction; returns the outcomes and every terminal the
+/// batch loaded, with its state as it will be once committed.
+fn write_in(
+    txn: &Transaction<'_>,
+    cache: &mut HashMap<String, (TenantSlug, TerminalState)>,
+    batch: &[IncomingReport],
+    campaigns: &[Campaign],
+    now: DateTime<FixedOffset>,
+) -> anyhow::Result<(Vec<Outcome>, HashMap<String, Loaded>)> {
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; batch.len()];
+    let ids = terminal_ids(batch);
+    let mut terminals = load_terminals(txn, cache, &ids)?;
+    let candidates = screen(batch, &mut terminals, &mut outcomes);
+    let inserted = append_history(txn, batch, &candidates)?;
+    let fresh = apply_fresh(
+        batch,
+        &candidates,
+        &inserted,
+        &mut terminals,
+        campaigns,
+        &mut outcomes,
+    );
+    let fresh_reports = fresh.reports();
+    append_reader_errors(txn, batch, &fresh_reports)?;
+    upsert_terminals(txn, &terminals, last_received(batch, &fresh_reports, now))?;
+    ensure_clinics(txn, &terminals, now)?;
+    let touched: Vec<String> = fresh.by_terminal.keys().cloned().collect();
+    if !campaigns.is_empty() && !touched.is_empty() {
+        let before = load_campaign_states(txn, &touched)?;
+        let (rows, deltas) = plan_campaign_states(
+            &terminals,
+            &touched,
+            campaigns,
+            &before,
+            &fresh.sightings,
+            now,
+        );
+        let mut upsert = txn.prepare_cached(
+            "INSERT INTO campaign_states (terminal_id, campaign_id, tenant, prefecture, \
+             clinic_code, state, cause, seen_in_distribution_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+             ON CONFLICT (terminal_id, campaign_id) DO UPDATE SET \
+             prefecture = excluded.prefecture, clinic_code = excluded.clinic_code, \
+             state = excluded.state, cause = excluded.cause, \
+             seen_in_distribution_at = excluded.seen_in_distribution_at, \
+             updated_at = excluded.updated_at",
+        )?;
+        let updated_at = time_text(now);
+        for row in &rows {
+            upsert
+                .execute(params![
+                    row.terminal_id,
+                    row.campaign_id,
+                    row.tenant,
+                    row.prefecture,
+                    row.clinic_code,
+                    row.state,
+                    row.cause,
+                    row.seen_in_distribution_at.map(time_text),
+                    updated_at,
+                ])
+                .context("upserting campaign states")?;
+        }
+        apply_deltas(txn, deltas)?;
+    }
+    Ok((finish(outcomes), terminals))
+}
+
+fn load_successions(txn: &Transaction<'_>) -> anyhow::Result<Successions> {
+    let mut select =
+        txn.prepare_cached("SELECT tenant, from_code, terminal_id, to_code FROM successions")?;
+    let mut moves = HashMap::new();
+    let mut rows = select.query([])?;
+    while let Some(row) = rows.next()? {
+        let to: String = row.get(3)?;
+        moves.insert(
+            (row.get(0)?, row.get(1)?, row.get(2)?),
+            ClinicCode::parse(&to)?,
+        );
+    }
+    Ok(Successions::from_moves(moves))
+}
+
+/// The stored terminals among `ids`: from the cache (taken out; the batch puts them
+/// back after its commit) or else from the database.
+fn load_terminals(
+    txn: &Transaction<'_>,
+    cache: &mut HashMap<String, (TenantSlug, TerminalState)>,
+    ids: &[String],
+) -> anyhow::Result<HashMap<String, Loaded>> {
+    let mut select =
+        txn.prepare_cached("SELECT tenant, state FROM terminals WHERE terminal_id = ?1")?;
+    let mut map = HashMap::with_capacity(ids.len());
+    for id in ids {
+        if let Some((tenant, state)) = cache.remove(id) {
+            map.insert(
+                id.clone(),
+                Loaded {
+                    tenant,
+                    stored_clinic: Some(state.clinic_code),
+                    state: Some(state),
+                    changed: false,
+                },
+            );
+            continue;
+        }
+        let found: Option<(String, String)> = select
+            .query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))
+            .optional()
+            .context("loading terminals")?;
+        let Some((tenant, state)) = found else {
+            continue;
+        };
+        let state: TerminalState = serde_json::from_str(&state)
+            .with_context(|| format!("stored state of terminal {id} does not parse"))?;
+        map.insert(
+            id.clone(),
+            Loaded {
+                tenant: TenantSlug::parse(&tenant)?,
+                stored_clinic: Some(state.clinic_code),
+                state: Some(state),
+                changed: false,
+            },
+        );
+    }
+    Ok(map)
+}
+
+/// Appends the candidates to `reports`; returns the keys that were new (a redelivery
+/// collides with the primary key and changes nothing).
+fn append_history(
+    txn: &Transaction<'_>,
+    batch: &[IncomingReport],
+    candidates: &[usize],
+) -> anyhow::Result<HashSet<(String, u64)>> {
+    let mut insert = txn.prepare_cached(
+        "INSERT INTO reports (terminal_id, seq, tenant, clinic_code, observed_at, \
+         received_at, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
+    )?;
+    let mut inserted = HashSet::with_capacity(candidates.len());
+    for &i in candidates {
+        let incoming = &batch[i];
+        let r = &incoming.report;
+        let id = r.terminal_id.to_string();
+        let changed = insert
+            .execute(params![
+                id,
+                seq_value(r.seq),
+                incoming.tenant.as_str(),
+                r.clinic_code.as_str(),
+                // JST everywhere, so SQLite's text order is time order.
+                time_text(r.observed_at.with_timezone(&JST)),
+                time_text(incoming.received_at.with_timezone(&JST)),
+                incoming.body,
+            ])
+            .context("appending to the history")?;
+        if changed == 1 {
+            inserted.insert((id, r.seq));
+        }
+    }
+    Ok(inserted)
+}
+
+fn seq_value(seq: u64) -> i64 {
+    // `screen` refuses seq above i64::MAX before this point.
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+fn append_reader_errors(
+    txn: &Transaction<'_>,
+    batch: &[IncomingReport],
+    fresh: &[usize],
+) -> anyhow::Result<()> {
+    let rows = reader_error_rows(batch, fresh);
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut insert = txn.prepare_cached(
+        "INSERT INTO reader_errors (terminal_id, seq, idx, tenant, code, message, at, count) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+         ON CONFLICT (terminal_id, seq, idx) DO NOTHING",
+    )?;
+    for (incoming, idx, e) in rows {
+        let r = &incoming.report;
+        insert
+            .execute(params![
+                r.terminal_id.to_string(),
+                seq_value(r.seq),
+                i64::try_from(idx).unwrap_or(i64::MAX),
+                incoming.tenant.as_str(),
+                e.code,
+                e.message,
+                time_text(e.at.with_timezone(&JST)),
+                i64::from(e.count),
+            ])
+            .context("recording reader errors")?;
+    }
+    Ok(())
+}
+
+fn upsert_terminals(
+    txn: &Transaction<'_>,
+    terminals: &HashMap<String, Loaded>,
+    received_at: DateTime<FixedOffset>,
+) -> anyhow::Result<()> {
+    let mut upsert = txn.prepare_cached(
+        "INSERT INTO terminals (terminal_id, tenant, clinic_code, prefecture, last_seq, \
+         last_observed_at, last_received_at, state) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+         ON CONFLICT (terminal_id) DO UPDATE SET \
+         clinic_code = excluded.clinic_code, prefecture = excluded.prefecture, \
+         last_seq = excluded.last_seq, last_observed_at = excluded.last_observed_at, \
+         last_received_at = excluded.last_received_at, state = excluded.state",
+    )?;
+    let received_at = time_text(received_at);
+    for (id, loaded, state) in changed_terminals(terminals) {
+        upsert
+            .execute(params![
+                id,
+                loaded.tenant.as_str(),
+                state.clinic_code.as_str(),
+                state.clinic_code.prefecture().code(),
+                seq_value(state.last_seq),
+                time_text(state.last_observed_at),
+                received_at,
+                serde_json::to_string(state)?,
+            ])
+            .context("upserting terminals")?;
+    }
+    Ok(())
+}
+
+fn ensure_clinics(
+    txn: &Transaction<'_>,
+    terminals: &HashMap<String, Loaded>,
+    now: DateTime<FixedOffset>,
+) -> anyhow::Result<()> {
+    let clinics = clinics_to_ensure(terminals);
+    if clinics.is_empty() {
+        return Ok(());
+    }
+    let mut insert = txn.prepare_cached(
+        "INSERT INTO clinics (tenant, clinic_code, prefecture, area, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (tenant, clinic_code) DO NOTHING",
+    )?;
+    let created_at = time_text(now);
+    for (tenant, code) in clinics {
+        insert
+            .execute(params![
+                tenant,
+                code.as_str(),
+                code.prefecture().code(),
+                code.area().as_str(),
+                created_at,
+            ])
+            .context("recording clinics")?;
+    }
+    Ok(())
+}
+
+fn load_campaign_states(
+    txn: &Transaction<'_>,
+    touched: &[String],
+) -> anyhow::Result<HashMap<(String, String), Stored>> {
+    let mut select = txn.prepare_cached(
+        "SELECT campaign_id, seen_in_distribution_at, prefecture, clinic_code, state, cause \
+         FROM campaign_states WHERE terminal_id = ?1",
+    )?;
+    let mut before = HashMap::with_capacity(touched.len());
+    for id in touched {
+        let mut rows = select.query([id]).context("loading campaign states")?;
+        while let Some(row) = rows.next()? {
+            let campaign: String = row.get(0)?;
+            let seen: Option<String> = row.get(1)?;
+            let stored = Stored {
+                seen: seen.as_deref().map(parse_time).transpose()?,
+                prefecture: row.get(2)?,
+                clinic_code: row.get(3)?,
+                state: row.get(4)?,
+                cause: row.get(5)?,
+            };
+            before.insert((id.clone(), campaign), stored);
+        }
+    }
+    Ok(before)
+}
+
+fn apply_deltas(txn: &Transaction<'_>, deltas: CounterDeltas) -> anyhow::Result<()> {
+    let mut upsert = txn.prepare_cached(
+        "INSERT INTO rollout_counters (tenant, prefecture, campaign_id, state, terminals) \
+         VALUES (?1, ?2, ?3, ?4, ?5) \
+         ON CONFLICT (tenant, prefecture, campaign_id, state) DO UPDATE SET \
+         terminals = rollout_counters.terminals + excluded.terminals",
+    )?;
+    for ((tenant, prefecture, campaign, state), n) in deltas.0 {
+        if n != 0 {
+            upsert
+                .execute(params![tenant, prefecture, campaign, state, n])
+                .context("updating rollout counters")?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use fleet_protocol::{Report, TenantSlug};
+    use sea_orm::ConnectionTrait;
+
+    use crate::write::{IncomingReport, Outcome};
+    use crate::{DatabaseUrl, Store};
+
+    fn report(seq: u64, minute: u32) -> IncomingReport {
+        let body = format!(
+            r#"{{"schema":"fleet.report.v1","terminal_id":"5a1d7c3e-2f4b-4c8a-9e6d-1b3f5a7c9e20","seq":{seq},"observed_at":"2026-01-20T07:{minute:02}:00+09:00","clinic_code":"0141234567"}}"#
+        );
+        IncomingReport {
+            tenant: TenantSlug::parse("demo").unwrap(),
+            report: Report::parse(body.as_bytes()).unwrap(),
+            body,
+            received_at: fleet_protocol::rfc3339::parse("2026-01-20T08:00:00+09:00").unwrap(),
+        }
+    }
+
+    async fn write(store: &Store, r: IncomingReport) -> Outcome {
+        let now = fleet_protocol::rfc3339::parse("2026-01-20T08:00:00+09:00").unwrap();
+        store
+            .write_batch(Arc::from(vec![r]), Arc::new(Vec::new()), now)
+            .await
+            .unwrap()
+            .pop()
+            .unwrap()
+    }
+
+    /// The writer's cached state must not survive a write by another connection: a
+    /// terminal whose state was advanced elsewhere to seq 10 must treat seq 7 as stale.
+    #[tokio::test]
+    async fn a_write_by_another_connection_empties_the_state_cache() {
+        let dir = std::env::temp_dir().join(format!("fleet-cache-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("fleet.db").to_string_lossy().into_owned();
+        let store = Store::connect(&DatabaseUrl::Sqlite(path)).await.unwrap();
+        store.migrate().await.unwrap();
+        store.seed_defaults().await.unwrap();
+
+        assert_eq!(write(&store, report(5, 10)).await, Outcome::Applied);
+        // Another connection (the pool) moves the stored state on to seq 10.
+        let newer = serde_json::to_string(&fleet_protocol::TerminalState::from_first(
+            &report(10, 20).report,
+        ))
+        .unwrap();
+        store
+            .connection()
+            .execute_unprepared(&format!(
+                "UPDATE terminals SET last_seq = 10, state = '{newer}'"
+            ))
+            .await
+            .unwrap();
+        assert_eq!(write(&store, report(7, 15)).await, Outcome::HistoryOnly);
+        // And the cache, refilled from the database, goes on from there.
+        assert_eq!(write(&store, report(11, 25)).await, Outcome::Applied);
+        assert_eq!(write(&store, report(11, 25)).await, Outcome::Duplicate);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
