@@ -84,7 +84,7 @@ impl SqliteWriter {
              PRAGMA foreign_keys = ON;
              PRAGMA cache_size = -65536;
              PRAGMA temp_store = MEMORY;
-             PRAGMA wal_autocheckpoint = 16384;",
+             PRAGMA wal_autocheckpoint = 65536;",
         )
         .context("setting up the SQLite writer connection")?;
         conn.set_prepared_statement_cache_capacity(32);
