@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use anyhow::Context;
 use chrono::{DateTime, FixedOffset};
-use fleet_protocol::{Campaign, Cause, TenantSlug, TerminalState};
+use fleet_protocol::{Campaign, Cause};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Order, Query};
 use sea_orm::{ConnectionTrait, TransactionTrait};
 
@@ -109,20 +109,13 @@ impl Store {
                 let id: String = row.try_get("", "terminal_id")?;
                 let tenant: String = row.try_get("", "tenant")?;
                 let state: String = row.try_get("", "state")?;
-                let state: TerminalState = serde_json::from_str(&state)
-                    .with_context(|| format!("stored state of terminal {id} does not parse"))?;
-                if campaign.distributing_at(state.last_observed_at) {
+                let loaded = Loaded::from_row(&id, &tenant, &state)?;
+                if let Some(state) = &loaded.state
+                    && campaign.distributing_at(state.last_observed_at)
+                {
                     sightings.insert((id.clone(), campaign.id.clone()), state.last_observed_at);
                 }
-                terminals.insert(
-                    id.clone(),
-                    Loaded {
-                        tenant: TenantSlug::parse(&tenant)?,
-                        stored_clinic: Some(state.clinic_code),
-                        state: Some(state),
-                        changed: false,
-                    },
-                );
+                terminals.insert(id.clone(), loaded);
                 after = id;
             }
             let ids: Vec<String> = terminals.keys().cloned().collect();

@@ -67,6 +67,25 @@ pub(crate) struct Loaded {
     pub(crate) stored_clinic: Option<fleet_protocol::ClinicCode>,
 }
 
+impl Loaded {
+    /// A terminal as committed: its owner and its state.
+    pub(crate) fn stored(tenant: TenantSlug, state: TerminalState) -> Self {
+        Self {
+            tenant,
+            stored_clinic: Some(state.clinic_code),
+            state: Some(state),
+            changed: false,
+        }
+    }
+
+    /// A terminal from its `terminals` row (`tenant`, `state` as JSON).
+    pub(crate) fn from_row(id: &str, tenant: &str, state: &str) -> anyhow::Result<Self> {
+        let state: TerminalState = serde_json::from_str(state)
+            .with_context(|| format!("stored state of terminal {id} does not parse"))?;
+        Ok(Self::stored(TenantSlug::parse(tenant)?, state))
+    }
+}
+
 impl Store {
     /// Writes a batch in one transaction and returns one outcome per report, in order.
     /// `now` decides time-dependent campaign causes (has distribution started?).
@@ -384,17 +403,8 @@ async fn load_terminals(
             let id: String = row.try_get("", "terminal_id")?;
             let tenant: String = row.try_get("", "tenant")?;
             let state: String = row.try_get("", "state")?;
-            let state: TerminalState = serde_json::from_str(&state)
-                .with_context(|| format!("stored state of terminal {id} does not parse"))?;
-            map.insert(
-                id,
-                Loaded {
-                    tenant: TenantSlug::parse(&tenant)?,
-                    stored_clinic: Some(state.clinic_code),
-                    state: Some(state),
-                    changed: false,
-                },
-            );
+            let loaded = Loaded::from_row(&id, &tenant, &state)?;
+            map.insert(id, loaded);
         }
     }
     Ok(map)

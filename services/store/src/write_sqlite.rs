@@ -257,15 +257,7 @@ fn load_terminals(
     let mut map = HashMap::with_capacity(ids.len());
     for id in ids {
         if let Some((tenant, state)) = cache.remove(id) {
-            map.insert(
-                id.clone(),
-                Loaded {
-                    tenant,
-                    stored_clinic: Some(state.clinic_code),
-                    state: Some(state),
-                    changed: false,
-                },
-            );
+            map.insert(id.clone(), Loaded::stored(tenant, state));
             continue;
         }
         let found: Option<(String, String)> = select
@@ -275,17 +267,7 @@ fn load_terminals(
         let Some((tenant, state)) = found else {
             continue;
         };
-        let state: TerminalState = serde_json::from_str(&state)
-            .with_context(|| format!("stored state of terminal {id} does not parse"))?;
-        map.insert(
-            id.clone(),
-            Loaded {
-                tenant: TenantSlug::parse(&tenant)?,
-                stored_clinic: Some(state.clinic_code),
-                state: Some(state),
-                changed: false,
-            },
-        );
+        map.insert(id.clone(), Loaded::from_row(id, &tenant, &state)?);
     }
     Ok(map)
 }
