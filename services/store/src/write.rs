@@ -117,30 +117,23 @@ impl Store {
         // Reports that still carry a code moved by 承継 are filed under the new code;
         // read inside the transaction so a move and a batch never interleave.
         let successions = crate::succession::load(&txn).await?;
-        let remapped: Vec<IncomingReport>;
-        let batch = match remap(batch, &successions) {
-            Some(moved) => {
-                remapped = moved;
-                &remapped
-            }
-            None => batch,
-        };
-        let outcomes = write_in(&txn, batch, campaigns, now).await?;
+        let batch = remap(batch, &successions);
+        let outcomes = write_in(&txn, &batch, campaigns, now).await?;
         txn.commit().await.context("committing the batch")?;
         Ok(outcomes)
     }
 }
 
 /// The batch with every report that still names a code moved by 承継 filed under the
-/// new code; `None` when nothing moves.
-pub(crate) fn remap(
-    batch: &[IncomingReport],
+/// new code (borrowed as is when no succession is recorded).
+pub(crate) fn remap<'a>(
+    batch: &'a [IncomingReport],
     successions: &crate::succession::Successions,
-) -> Option<Vec<IncomingReport>> {
+) -> std::borrow::Cow<'a, [IncomingReport]> {
     if successions.is_empty() {
-        return None;
+        return std::borrow::Cow::Borrowed(batch);
     }
-    Some(
+    std::borrow::Cow::Owned(
         batch
             .iter()
             .map(|incoming| {

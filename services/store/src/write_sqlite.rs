@@ -106,16 +106,8 @@ impl SqliteWriter {
     ) -> anyhow::Result<Vec<Outcome>> {
         // A panic inside a batch dropped its transaction (rolled back) while
         // unwinding, so the connection is fine to use again.
-        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let inner = &mut *guard;
-        let result = write_locked(
-            &mut inner.conn,
-            &mut inner.cache,
-            &mut inner.data_version,
-            batch,
-            campaigns,
-            now,
-        );
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let result = inner.write(batch, campaigns, now);
         if result.is_err() {
             inner.cache.clear();
             inner.data_version = None;
@@ -124,42 +116,42 @@ impl SqliteWriter {
     }
 }
 
-fn write_locked(
-    conn: &mut Connection,
-    cache: &mut HashMap<String, (TenantSlug, TerminalState)>,
-    data_version: &mut Option<i64>,
-    batch: &[IncomingReport],
-    campaigns: &[Campaign],
-    now: DateTime<FixedOffset>,
-) -> anyhow::Result<Vec<Outcome>> {
-    let txn = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .context("beginning the batch transaction")?;
-    let version: i64 = txn.query_row("PRAGMA data_version", [], |row| row.get(0))?;
-    if *data_version != Some(version) {
-        cache.clear();
-        *data_version = Some(version);
-    }
-    let successions = load_successions(&txn)?;
-    let remapped: Vec<IncomingReport>;
-    let batch = match remap(batch, &successions) {
-        Some(moved) => {
-            remapped = moved;
-            &remapped
+impl Inner {
+    /// One batch, one `BEGIN IMMEDIATE` transaction; the cache is refreshed after
+    /// the commit.
+    fn write(
+        &mut self,
+        batch: &[IncomingReport],
+        campaigns: &[Campaign],
+        now: DateTime<FixedOffset>,
+    ) -> anyhow::Result<Vec<Outcome>> {
+        let Inner {
+            conn,
+            cache,
+            data_version,
+        } = self;
+        let txn = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .context("beginning the batch transaction")?;
+        let version: i64 = txn.query_row("PRAGMA data_version", [], |row| row.get(0))?;
+        if *data_version != Some(version) {
+            cache.clear();
+            *data_version = Some(version);
         }
-        None => batch,
-    };
-    let (outcomes, terminals) = write_in(&txn, cache, batch, campaigns, now)?;
-    txn.commit().context("committing the batch")?;
-    if cache.len() + terminals.len() > CACHE_CAPACITY {
-        cache.clear();
-    }
-    for (id, loaded) in terminals {
-        if let Some(state) = loaded.state {
-            cache.insert(id, (loaded.tenant, state));
+        let successions = load_successions(&txn)?;
+        let batch = remap(batch, &successions);
+        let (outcomes, terminals) = write_in(&txn, cache, &batch, campaigns, now)?;
+        txn.commit().context("committing the batch")?;
+        if cache.len() + terminals.len() > CACHE_CAPACITY {
+            cache.clear();
         }
+        for (id, loaded) in terminals {
+            if let Some(state) = loaded.state {
+                cache.insert(id, (loaded.tenant, state));
+            }
+        }
+        Ok(outcomes)
     }
-    Ok(outcomes)
 }
 
 /// The batch inside its transaction; returns the outcomes and every terminal the
