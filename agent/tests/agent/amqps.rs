@@ -8,14 +8,11 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use fleet_agent::publish::{EXCHANGE, PublishError};
+use fleet_agent::publish::PublishError;
 use fleet_agent::{Agent, AmqpTarget, Publisher, Settings};
 use fleet_protocol::Report;
-use lapin::options::{
-    BasicGetOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
-};
-use lapin::types::FieldTable;
-use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::Channel;
+use lapin::options::BasicGetOptions;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
 };
@@ -24,7 +21,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::helpers::{TempDir, Vhost, fleet_agent, sample_config};
+use crate::helpers::{TempDir, Vhost, fleet_agent, ingest_queue, sample_config};
 
 /// The plain broker behind the proxy.
 const BROKER: &str = "127.0.0.1:5672";
@@ -141,45 +138,6 @@ async fn relay(acceptor: TlsAcceptor, client: TcpStream, log: Arc<Mutex<ProxyLog
     };
     // Ends when either side closes; errors only mean one side went away.
     let _ = tokio::io::copy_bidirectional(&mut tls, &mut broker).await;
-}
-
-/// The contract's exchange and one bound queue in the vhost, over plain AMQP.
-async fn ingest_queue(vhost: &Vhost) -> (Connection, Channel) {
-    let connection = Connection::connect(&vhost.url(), ConnectionProperties::default())
-        .await
-        .expect("connect");
-    let channel = connection.create_channel().await.expect("channel");
-    channel
-        .exchange_declare(
-            EXCHANGE.into(),
-            ExchangeKind::Topic,
-            ExchangeDeclareOptions {
-                durable: true,
-                ..ExchangeDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("declare exchange");
-    channel
-        .queue_declare(
-            "ingest".into(),
-            QueueDeclareOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("declare queue");
-    channel
-        .queue_bind(
-            "ingest".into(),
-            EXCHANGE.into(),
-            "v1.*.report".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("bind queue");
-    (connection, channel)
 }
 
 async fn next_report(channel: &Channel) -> Option<Report> {

@@ -142,3 +142,52 @@ fn rabbitmqctl(args: &[&str]) {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// Declares the contract's exchange in `vhost`, as the service would.
+pub async fn declare_exchange(vhost: &Vhost) -> (lapin::Connection, lapin::Channel) {
+    use lapin::options::ExchangeDeclareOptions;
+    let connection =
+        lapin::Connection::connect(&vhost.url(), lapin::ConnectionProperties::default())
+            .await
+            .expect("connect");
+    let channel = connection.create_channel().await.expect("channel");
+    channel
+        .exchange_declare(
+            fleet_agent::publish::EXCHANGE.into(),
+            lapin::ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .expect("declare exchange");
+    (connection, channel)
+}
+
+/// The exchange plus a queue `ingest` bound to every tenant's reports.
+pub async fn ingest_queue(vhost: &Vhost) -> (lapin::Connection, lapin::Channel) {
+    use lapin::options::{QueueBindOptions, QueueDeclareOptions};
+    use lapin::types::FieldTable;
+    let (connection, channel) = declare_exchange(vhost).await;
+    channel
+        .queue_declare(
+            "ingest".into(),
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("declare queue");
+    channel
+        .queue_bind(
+            "ingest".into(),
+            fleet_agent::publish::EXCHANGE.into(),
+            "v1.*.report".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("bind queue");
+    (connection, channel)
+}

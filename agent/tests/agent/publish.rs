@@ -4,36 +4,12 @@ use fleet_agent::daemon::Backoff;
 use fleet_agent::publish::{EXCHANGE, PublishError};
 use fleet_agent::{Agent, AmqpTarget, SeqStore, Settings, publish_report};
 use fleet_protocol::{Report, TenantSlug};
+use lapin::Channel;
 use lapin::message::Delivery;
-use lapin::options::{
-    BasicGetOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
-    QueueDeleteOptions,
-};
+use lapin::options::{BasicGetOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 
-use crate::helpers::{TempDir, Vhost, fleet_agent, sample_config};
-
-/// Declares the contract's exchange in the vhost, as the service would.
-async fn broker(vhost: &Vhost) -> (Connection, Channel) {
-    let connection = Connection::connect(&vhost.url(), ConnectionProperties::default())
-        .await
-        .expect("connect");
-    let channel = connection.create_channel().await.expect("channel");
-    channel
-        .exchange_declare(
-            EXCHANGE.into(),
-            ExchangeKind::Topic,
-            ExchangeDeclareOptions {
-                durable: true,
-                ..ExchangeDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("declare exchange");
-    (connection, channel)
-}
+use crate::helpers::{TempDir, Vhost, declare_exchange, fleet_agent, sample_config};
 
 async fn bound_queue(channel: &Channel, name: &str, key: &str, arguments: FieldTable) {
     let options = QueueDeclareOptions {
@@ -97,7 +73,7 @@ fn check_delivery(delivery: &Delivery) -> Report {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_runs_publish_seq_n_and_n_plus_1_as_the_contract_says() {
     let vhost = Vhost::new();
-    let (_connection, channel) = broker(&vhost).await;
+    let (_connection, channel) = declare_exchange(&vhost).await;
     bound_queue(&channel, "ingest", "v1.*.report", FieldTable::default()).await;
 
     let dir = TempDir::new("publish");
@@ -143,7 +119,7 @@ fn settings(vhost_url: &str, state: &std::path::Path) -> Settings {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nacked_report_is_kept_and_sent_again_with_the_same_message_id() {
     let vhost = Vhost::new();
-    let (_connection, channel) = broker(&vhost).await;
+    let (_connection, channel) = declare_exchange(&vhost).await;
     // A full queue that rejects publishes makes the broker nack.
     let mut full = FieldTable::default();
     full.insert("x-max-length".into(), AMQPValue::LongLongInt(0));
@@ -185,7 +161,7 @@ async fn a_nacked_report_is_kept_and_sent_again_with_the_same_message_id() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unroutable_report_is_an_error_not_a_silent_loss() {
     let vhost = Vhost::new();
-    let (_connection, channel) = broker(&vhost).await;
+    let (_connection, channel) = declare_exchange(&vhost).await;
     bound_queue(&channel, "ingest", "v1.demo.report", FieldTable::default()).await;
 
     let dir = TempDir::new("unroutable");
@@ -268,7 +244,7 @@ async fn run_reports_every_interval_survives_a_disconnect_and_stops_on_sigterm()
     use std::time::Duration;
 
     let vhost = Vhost::new();
-    let (_connection, channel) = broker(&vhost).await;
+    let (_connection, channel) = declare_exchange(&vhost).await;
     bound_queue(&channel, "ingest", "v1.*.report", FieldTable::default()).await;
     let dir = TempDir::new("run");
     let config = sample_config(&dir.path().join("state"), &vhost.url())
@@ -309,7 +285,7 @@ async fn run_reports_every_interval_survives_a_disconnect_and_stops_on_sigterm()
         "{}",
         String::from_utf8_lossy(&closed.stderr)
     );
-    let (_connection, channel) = broker(&vhost).await;
+    let (_connection, channel) = declare_exchange(&vhost).await;
     seqs.extend(collect_seqs(&channel, "ingest", 3, Duration::from_secs(20)).await);
     assert_eq!(
         seqs.len(),

@@ -10,15 +10,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fleet_agent::Agent;
-use fleet_agent::publish::EXCHANGE;
 use fleet_agent::spool::Spool;
 use fleet_agent::stress::{stress_config, stress_report};
 use fleet_protocol::Report;
-use lapin::options::{
-    BasicGetOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
-};
-use lapin::types::FieldTable;
-use lapin::{Connection, ConnectionProperties, ExchangeKind};
+use lapin::options::BasicGetOptions;
 use rand::Rng;
 
 use crate::helpers::{TempDir, Vhost, sample_config};
@@ -143,40 +138,7 @@ async fn sigkill_at_random_moments_never_loses_or_corrupts_a_durable_report() {
 
     // Publish what is left through the agent's own delivery path.
     let vhost = Vhost::new();
-    let connection = Connection::connect(&vhost.url(), ConnectionProperties::default())
-        .await
-        .unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    channel
-        .exchange_declare(
-            EXCHANGE.into(),
-            ExchangeKind::Topic,
-            ExchangeDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    channel
-        .queue_declare(
-            "ingest".into(),
-            QueueDeclareOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    channel
-        .queue_bind(
-            "ingest".into(),
-            EXCHANGE.into(),
-            "v1.*.report".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let (_connection, channel) = crate::helpers::ingest_queue(&vhost).await;
     let config = sample_config(&dir.path().join("state"), &vhost.url())
         .replace(
             "terminal_id = \"",
