@@ -21,7 +21,8 @@ const MAX_LEN: usize = 35;
 
 /// Writes `t` as chrono's serde would; `None` for what the fast path does not cover
 /// (years outside 0–9999, leap seconds, offsets with seconds).
-fn write(t: &DateTime<FixedOffset>, buf: &mut [u8; MAX_LEN]) -> Option<usize> {
+/// `utc_as_z`: UTC as `Z` (chrono's serde) or as `+00:00` (SQL drivers' text).
+fn write(t: &DateTime<FixedOffset>, utc_as_z: bool, buf: &mut [u8; MAX_LEN]) -> Option<usize> {
     let local = t.naive_local();
     let year = local.year();
     let nano = local.nanosecond();
@@ -52,7 +53,7 @@ fn write(t: &DateTime<FixedOffset>, buf: &mut [u8; MAX_LEN]) -> Option<usize> {
             out.digits(nano, 9);
         }
     }
-    if offset == 0 {
+    if offset == 0 && utc_as_z {
         out.byte(b'Z');
     } else {
         out.byte(if offset < 0 { b'-' } else { b'+' });
@@ -88,14 +89,13 @@ impl Cursor<'_> {
 }
 
 /// `t` as chrono's serde writes it.
-pub fn format(t: &DateTime<FixedOffset>) -> String {
+/// Exactly `t.to_rfc3339_opts(SecondsFormat::AutoSi, utc_as_z)`: with `true` what
+/// chrono's serde writes, with `false` what the SQL driver writes for a timestamp.
+pub fn format(t: &DateTime<FixedOffset>, utc_as_z: bool) -> String {
     let mut buf = [0u8; MAX_LEN];
-    match write(t, &mut buf) {
+    match write(t, utc_as_z, &mut buf) {
         Some(n) => String::from_utf8_lossy(&buf[..n]).into_owned(),
-        None => serde_json::to_value(t)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_else(|| t.to_rfc3339()),
+        None => t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, utc_as_z),
     }
 }
 
@@ -169,7 +169,7 @@ pub fn serialize<S: Serializer>(
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
     let mut buf = [0u8; MAX_LEN];
-    match write(t, &mut buf) {
+    match write(t, true, &mut buf) {
         // Only ASCII was written.
         Some(n) => serializer.serialize_str(std::str::from_utf8(&buf[..n]).unwrap_or_default()),
         None => serde::Serialize::serialize(t, serializer),
@@ -205,6 +205,8 @@ mod tests {
             let t = offset.timestamp_opt(secs, nano).single().unwrap();
             let ours = serde_json::to_string(&Wrapped(t)).unwrap();
             prop_assert_eq!(&ours, &chrono_json(&t));
+            prop_assert_eq!(format(&t, false), t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false));
+            prop_assert_eq!(format(&t, true), t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true));
             let back: Wrapped = serde_json::from_str(&ours).unwrap();
             prop_assert_eq!(back.0, t);
             prop_assert_eq!(back.0.offset(), t.offset());
@@ -227,9 +229,10 @@ mod tests {
     #[test]
     fn jst_and_utc_forms() {
         let t = parse("2026-01-22T09:00:00+09:00").unwrap();
-        assert_eq!(format(&t), "2026-01-22T09:00:00+09:00");
+        assert_eq!(format(&t, true), "2026-01-22T09:00:00+09:00");
         let utc = parse("2026-01-22T00:00:00.5Z").unwrap();
-        assert_eq!(format(&utc), "2026-01-22T00:00:00.500Z");
+        assert_eq!(format(&utc, true), "2026-01-22T00:00:00.500Z");
+        assert_eq!(format(&utc, false), "2026-01-22T00:00:00.500+00:00");
         assert_eq!(utc, t + chrono::Duration::milliseconds(500));
         // Not canonical, still accepted as chrono accepts it.
         assert_eq!(parse("2026-01-22 09:00:00+0900").unwrap(), t);

@@ -31,7 +31,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Context;
-use chrono::{DateTime, FixedOffset, SecondsFormat};
+use chrono::{DateTime, FixedOffset};
 use fleet_protocol::{Campaign, ClinicCode, JST, TenantSlug, TerminalState};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
@@ -61,9 +61,9 @@ struct Inner {
     data_version: Option<i64>,
 }
 
-/// A timestamp as the ORM's SQLite driver writes it.
+/// A timestamp as the ORM's SQLite driver writes it (RFC 3339, `+00:00` for UTC).
 fn time_text(t: DateTime<FixedOffset>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::AutoSi, false)
+    fleet_protocol::rfc3339::format(&t, false)
 }
 
 fn parse_time(text: &str) -> anyhow::Result<DateTime<FixedOffset>> {
