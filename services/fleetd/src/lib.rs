@@ -36,6 +36,7 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let secret = settings.jwt_secret()?;
     let store = migrate(&settings).await?;
+    store.set_state_cache(settings.state_cache);
     let registry =
         Registry::new_custom(Some("fleetd".to_owned()), None).context("metrics registry")?;
     let metrics = IngestMetrics::register(&registry).context("registering ingest metrics")?;
@@ -106,6 +107,7 @@ pub async fn maintain_history(
 /// The ingest consumer alone.
 pub async fn ingest(settings: Settings, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let store = Store::connect(&settings.database).await?;
+    store.set_state_cache(settings.state_cache);
     let registry = Registry::new_custom(Some("fleetd".to_owned()), None)?;
     let metrics = IngestMetrics::register(&registry)?;
     tokio::spawn(maintain_history(

@@ -21,6 +21,8 @@ pub struct Settings {
     pub ingest: IngestSettings,
     /// Days of report history kept; 0 keeps everything.
     pub retention_days: u32,
+    /// Terminal states the SQLite writer keeps in memory; 0 keeps none.
+    pub state_cache: usize,
 }
 
 /// About 13 months: a year back, plus the month before, for year-on-year comparison.
@@ -72,6 +74,14 @@ impl Settings {
                 format!("FLEET_HISTORY_RETENTION_DAYS: {d:?} is not a number of days (0 keeps everything)")
             })?,
         };
+        let state_cache = match get("FLEET_INGEST_STATE_CACHE") {
+            None => fleet_store::DEFAULT_STATE_CACHE,
+            Some(n) => n.parse().with_context(|| {
+                format!(
+                    "FLEET_INGEST_STATE_CACHE: {n:?} is not a number of terminals (0 keeps none)"
+                )
+            })?,
+        };
         Ok(Self {
             database,
             amqp_url,
@@ -79,6 +89,7 @@ impl Settings {
             jwt_secret,
             ingest,
             retention_days,
+            state_cache,
         })
     }
 
@@ -169,6 +180,7 @@ mod tests {
         assert!(err(&[("FLEET_HTTP_ADDR", "nowhere")]).contains("FLEET_HTTP_ADDR"));
         assert!(err(&[("FLEET_AMQP_URL", "http://x")]).contains("FLEET_AMQP_URL"));
         assert!(err(&[("FLEET_INGEST_BATCH_SIZE", "0")]).contains("FLEET_INGEST_BATCH_SIZE"));
+        assert!(err(&[("FLEET_INGEST_STATE_CACHE", "lots")]).contains("FLEET_INGEST_STATE_CACHE"));
         assert!(
             err(&[("FLEET_HISTORY_RETENTION_DAYS", "a year")])
                 .contains("FLEET_HISTORY_RETENTION_DAYS")

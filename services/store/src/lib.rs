@@ -17,6 +17,7 @@ pub mod read;
 pub mod succession;
 pub mod write;
 mod write_sqlite;
+pub use write_sqlite::DEFAULT_STATE_CACHE;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -264,6 +265,14 @@ impl Store {
 
     pub fn backend(&self) -> DbBackend {
         self.db.get_database_backend()
+    }
+
+    /// How many terminal states the SQLite writer keeps in memory between batches
+    /// (`FLEET_INGEST_STATE_CACHE`); 0 keeps none. PostgreSQL keeps none.
+    pub fn set_state_cache(&self, terminals: usize) {
+        if let Some(writer) = &self.sqlite_writer {
+            writer.set_state_cache(terminals);
+        }
     }
 
     /// The underlying connection, for tests and tools.

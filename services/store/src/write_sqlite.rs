@@ -48,9 +48,12 @@ pub(crate) struct SqliteWriter {
     inner: Mutex<Inner>,
 }
 
-/// Most terminal states kept; past this the cache starts over (a national fleet on
-/// SQLite still fits, at about 1 KiB each).
-const CACHE_CAPACITY: usize = 400_000;
+/// Terminal states kept in memory unless configured otherwise. A parsed state takes
+/// about 3 KiB (measured: 1 GiB peak with 300,000 cached), so this is ~150 MiB; the
+/// cache matters most when the same terminals report again soon (a backlog drain,
+/// a busy area), and a fleet larger than the cache still works, reading the states
+/// the cache lacks.
+pub const DEFAULT_STATE_CACHE: usize = 50_000;
 
 #[derive(Debug)]
 struct Inner {
@@ -59,6 +62,8 @@ struct Inner {
     cache: HashMap<String, (TenantSlug, TerminalState)>,
     /// `PRAGMA data_version` when the cache was last known valid.
     data_version: Option<i64>,
+    /// Most states in `cache`; 0 keeps none.
+    capacity: usize,
 }
 
 /// A timestamp as the ORM's SQLite driver writes it (RFC 3339, `+00:00` for UTC).
@@ -93,8 +98,19 @@ impl SqliteWriter {
                 conn,
                 cache: HashMap::new(),
                 data_version: None,
+                capacity: DEFAULT_STATE_CACHE,
             }),
         })
+    }
+
+    /// Most terminal states the writer keeps in memory; 0 keeps none.
+    pub(crate) fn set_state_cache(&self, capacity: usize) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.capacity = capacity;
+        let excess = inner.cache.len().saturating_sub(capacity);
+        if excess > 0 {
+            inner.cache.clear();
+        }
     }
 
     /// [`crate::Store::write_batch`] on SQLite: blocking, one transaction.
@@ -129,6 +145,7 @@ impl Inner {
             conn,
             cache,
             data_version,
+            capacity,
         } = self;
         let txn = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -142,15 +159,33 @@ impl Inner {
         let batch = remap(batch, &successions);
         let (outcomes, terminals) = write_in(&txn, cache, &batch, campaigns, now)?;
         txn.commit().context("committing the batch")?;
-        if cache.len() + terminals.len() > CACHE_CAPACITY {
-            cache.clear();
-        }
-        for (id, loaded) in terminals {
-            if let Some(state) = loaded.state {
-                cache.insert(id, (loaded.tenant, state));
-            }
-        }
+        keep_states(cache, *capacity, terminals);
         Ok(outcomes)
+    }
+}
+
+/// Puts the batch's committed states into the cache, making room by dropping
+/// arbitrary older entries (the batch's own terminals were taken out when loaded).
+fn keep_states(
+    cache: &mut HashMap<String, (TenantSlug, TerminalState)>,
+    capacity: usize,
+    terminals: HashMap<String, Loaded>,
+) {
+    let incoming = terminals.len().min(capacity);
+    let excess = (cache.len() + incoming).saturating_sub(capacity);
+    if excess > 0 {
+        let victims: Vec<String> = cache.keys().take(excess).cloned().collect();
+        for id in victims {
+            cache.remove(&id);
+        }
+    }
+    for (id, loaded) in terminals {
+        if cache.len() >= capacity {
+            break;
+        }
+        if let Some(state) = loaded.state {
+            cache.insert(id, (loaded.tenant, state));
+        }
     }
 }
 
@@ -470,6 +505,39 @@ mod tests {
             .unwrap()
             .pop()
             .unwrap()
+    }
+
+    /// The cache never holds more than its capacity, keeps the newest batch's states,
+    /// and keeps nothing at capacity 0.
+    #[test]
+    fn the_state_cache_stays_within_its_capacity() {
+        use std::collections::HashMap;
+
+        use crate::write::Loaded;
+
+        let batch = |from: usize, n: usize| -> HashMap<String, Loaded> {
+            (from..from + n)
+                .map(|i| {
+                    let state = fleet_protocol::TerminalState::from_first(&report(1, 0).report);
+                    (
+                        format!("t{i}"),
+                        Loaded::stored(TenantSlug::parse("demo").unwrap(), state),
+                    )
+                })
+                .collect()
+        };
+        let mut cache = HashMap::new();
+        super::keep_states(&mut cache, 3, batch(0, 5));
+        assert_eq!(cache.len(), 3);
+        super::keep_states(&mut cache, 3, batch(10, 2));
+        assert_eq!(cache.len(), 3);
+        assert!(cache.contains_key("t10") && cache.contains_key("t11"));
+        super::keep_states(&mut cache, 100, batch(20, 50));
+        assert_eq!(cache.len(), 53);
+
+        let mut none = HashMap::new();
+        super::keep_states(&mut none, 0, batch(0, 5));
+        assert!(none.is_empty());
     }
 
     /// The writer's cached state must not survive a write by another connection: a
