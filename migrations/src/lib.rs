@@ -12,6 +12,7 @@ mod m20260122_000001_initial;
 mod m20260122_000002_rollout_counters;
 mod m20260122_000003_successions;
 mod m20260122_000004_partition_history;
+mod m20261202_000005_sqlite_history_key;
 
 pub use m20260122_000004_partition_history::create_month_sql;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20260122_000002_rollout_counters::Migration),
             Box::new(m20260122_000003_successions::Migration),
             Box::new(m20260122_000004_partition_history::Migration),
+            Box::new(m20261202_000005_sqlite_history_key::Migration),
         ]
     }
 }

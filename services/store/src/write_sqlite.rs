@@ -42,6 +42,10 @@ use crate::write::{
     screen, terminal_ids,
 };
 
+/// A cached terminal: its owning tenant, its state as committed, and its history key
+/// (see the migration `m20261202_000005_sqlite_history_key`).
+type Cached = (TenantSlug, TerminalState, i64);
+
 /// One native connection, used by one batch at a time.
 #[derive(Debug)]
 pub(crate) struct SqliteWriter {
@@ -58,8 +62,8 @@ pub const DEFAULT_STATE_CACHE: usize = 50_000;
 #[derive(Debug)]
 struct Inner {
     conn: Connection,
-    /// Terminal id → (owning tenant, state as committed).
-    cache: HashMap<String, (TenantSlug, TerminalState)>,
+    /// Terminal id → (owning tenant, state as committed, history key).
+    cache: HashMap<String, Cached>,
     /// `PRAGMA data_version` when the cache was last known valid.
     data_version: Option<i64>,
     /// Most states in `cache`; 0 keeps none.
@@ -157,9 +161,9 @@ impl Inner {
         }
         let successions = load_successions(&txn)?;
         let batch = remap(batch, &successions);
-        let (outcomes, terminals) = write_in(&txn, cache, &batch, campaigns, now)?;
+        let (outcomes, terminals, keys) = write_in(&txn, cache, &batch, campaigns, now)?;
         txn.commit().context("committing the batch")?;
-        keep_states(cache, *capacity, terminals);
+        keep_states(cache, *capacity, terminals, &keys);
         Ok(outcomes)
     }
 }
@@ -167,9 +171,10 @@ impl Inner {
 /// Puts the batch's committed states into the cache, making room by dropping
 /// arbitrary older entries (the batch's own terminals were taken out when loaded).
 fn keep_states(
-    cache: &mut HashMap<String, (TenantSlug, TerminalState)>,
+    cache: &mut HashMap<String, Cached>,
     capacity: usize,
     terminals: HashMap<String, Loaded>,
+    keys: &HashMap<String, i64>,
 ) {
     let incoming = terminals.len().min(capacity);
     let excess = (cache.len() + incoming).saturating_sub(capacity);
@@ -183,26 +188,32 @@ fn keep_states(
         if cache.len() >= capacity {
             break;
         }
-        if let Some(state) = loaded.state {
-            cache.insert(id, (loaded.tenant, state));
+        if let (Some(state), Some(&key)) = (loaded.state, keys.get(&id)) {
+            cache.insert(id, (loaded.tenant, state, key));
         }
     }
 }
+
+/// What a batch's transaction produced: the outcomes, every terminal it loaded (with
+/// its state as it will be once committed), and their history keys.
+type Written = (Vec<Outcome>, HashMap<String, Loaded>, HashMap<String, i64>);
 
 /// The batch inside its transaction; returns the outcomes and every terminal the
 /// batch loaded, with its state as it will be once committed.
 fn write_in(
     txn: &Transaction<'_>,
-    cache: &mut HashMap<String, (TenantSlug, TerminalState)>,
+    cache: &mut HashMap<String, Cached>,
     batch: &[IncomingReport],
     campaigns: &[Campaign],
     now: DateTime<FixedOffset>,
-) -> anyhow::Result<(Vec<Outcome>, HashMap<String, Loaded>)> {
+) -> anyhow::Result<Written> {
     let mut outcomes: Vec<Option<Outcome>> = vec![None; batch.len()];
     let ids = terminal_ids(batch);
-    let mut terminals = load_terminals(txn, cache, &ids)?;
+    let mut keys = HashMap::with_capacity(ids.len());
+    let mut terminals = load_terminals(txn, cache, &ids, &mut keys)?;
+    assign_history_keys(txn, &ids, &terminals, &mut keys)?;
     let candidates = screen(batch, &mut terminals, &mut outcomes);
-    let inserted = append_history(txn, batch, &candidates)?;
+    let inserted = append_history(txn, batch, &candidates, &keys)?;
     let fresh = apply_fresh(
         batch,
         &candidates,
@@ -213,7 +224,12 @@ fn write_in(
     );
     let fresh_reports = fresh.reports();
     append_reader_errors(txn, batch, &fresh_reports)?;
-    upsert_terminals(txn, &terminals, last_received(batch, &fresh_reports, now))?;
+    upsert_terminals(
+        txn,
+        &terminals,
+        &keys,
+        last_received(batch, &fresh_reports, now),
+    )?;
     ensure_clinics(txn, &terminals, now)?;
     let touched: Vec<String> = fresh.by_terminal.keys().cloned().collect();
     if !campaigns.is_empty() && !touched.is_empty() {
@@ -254,7 +270,7 @@ fn write_in(
         }
         apply_deltas(txn, deltas)?;
     }
-    Ok((finish(outcomes), terminals))
+    Ok((finish(outcomes), terminals, keys))
 }
 
 fn load_successions(txn: &Transaction<'_>) -> anyhow::Result<Successions> {
@@ -276,27 +292,68 @@ fn load_successions(txn: &Transaction<'_>) -> anyhow::Result<Successions> {
 /// back after its commit) or else from the database.
 fn load_terminals(
     txn: &Transaction<'_>,
-    cache: &mut HashMap<String, (TenantSlug, TerminalState)>,
+    cache: &mut HashMap<String, Cached>,
     ids: &[String],
+    keys: &mut HashMap<String, i64>,
 ) -> anyhow::Result<HashMap<String, Loaded>> {
-    let mut select =
-        txn.prepare_cached("SELECT tenant, state FROM terminals WHERE terminal_id = ?1")?;
+    let mut select = txn.prepare_cached(
+        "SELECT tenant, state, history_key FROM terminals WHERE terminal_id = ?1",
+    )?;
     let mut map = HashMap::with_capacity(ids.len());
     for id in ids {
-        if let Some((tenant, state)) = cache.remove(id) {
+        if let Some((tenant, state, key)) = cache.remove(id) {
             map.insert(id.clone(), Loaded::stored(tenant, state));
+            keys.insert(id.clone(), key);
             continue;
         }
-        let found: Option<(String, String)> = select
-            .query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))
+        let found: Option<(String, String, Option<i64>)> = select
+            .query_row([id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
             .optional()
             .context("loading terminals")?;
-        let Some((tenant, state)) = found else {
+        let Some((tenant, state, key)) = found else {
             continue;
         };
         map.insert(id.clone(), Loaded::from_row(id, &tenant, &state)?);
+        if let Some(key) = key {
+            keys.insert(id.clone(), key);
+        }
     }
     Ok(map)
+}
+
+/// Gives every terminal of the batch that has none a history key: the next free
+/// number. A stored terminal without one (written by something other than this
+/// writer) keeps its new key at once; a new terminal gets it with its first row.
+fn assign_history_keys(
+    txn: &Transaction<'_>,
+    ids: &[String],
+    stored: &HashMap<String, Loaded>,
+    keys: &mut HashMap<String, i64>,
+) -> anyhow::Result<()> {
+    if ids.iter().all(|id| keys.contains_key(id)) {
+        return Ok(());
+    }
+    let mut next: i64 = txn
+        .query_row(
+            "SELECT coalesce(max(history_key), 0) + 1 FROM terminals",
+            [],
+            |row| row.get(0),
+        )
+        .context("finding the next history key")?;
+    let mut set =
+        txn.prepare_cached("UPDATE terminals SET history_key = ?1 WHERE terminal_id = ?2")?;
+    for id in ids {
+        if keys.contains_key(id) {
+            continue;
+        }
+        if stored.contains_key(id) {
+            set.execute(params![next, id])
+                .context("giving a terminal its history key")?;
+        }
+        keys.insert(id.clone(), next);
+        next += 1;
+    }
+    Ok(())
 }
 
 /// Appends the candidates to `reports`; returns the keys that were new (a redelivery
@@ -305,18 +362,24 @@ fn append_history(
     txn: &Transaction<'_>,
     batch: &[IncomingReport],
     candidates: &[usize],
+    keys: &HashMap<String, i64>,
 ) -> anyhow::Result<HashSet<(String, u64)>> {
     let mut insert = txn.prepare_cached(
-        "INSERT INTO reports (terminal_id, seq, tenant, clinic_code, observed_at, \
-         received_at, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
+        "INSERT INTO reports (terminal_key, terminal_id, seq, tenant, clinic_code, \
+         observed_at, received_at, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+         ON CONFLICT DO NOTHING",
     )?;
     let mut inserted = HashSet::with_capacity(candidates.len());
     for &i in candidates {
         let incoming = &batch[i];
         let r = &incoming.report;
         let id = r.terminal_id.to_string();
+        let key = *keys
+            .get(&id)
+            .context("a report's terminal has no history key")?;
         let changed = insert
             .execute(params![
+                key,
                 id,
                 seq_value(r.seq),
                 incoming.tenant.as_str(),
@@ -374,12 +437,14 @@ fn append_reader_errors(
 fn upsert_terminals(
     txn: &Transaction<'_>,
     terminals: &HashMap<String, Loaded>,
+    keys: &HashMap<String, i64>,
     received_at: DateTime<FixedOffset>,
 ) -> anyhow::Result<()> {
+    // A stored terminal keeps its history key: the update leaves the column alone.
     let mut upsert = txn.prepare_cached(
         "INSERT INTO terminals (terminal_id, tenant, clinic_code, prefecture, last_seq, \
-         last_observed_at, last_received_at, state) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+         last_observed_at, last_received_at, state, history_key) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
          ON CONFLICT (terminal_id) DO UPDATE SET \
          clinic_code = excluded.clinic_code, prefecture = excluded.prefecture, \
          last_seq = excluded.last_seq, last_observed_at = excluded.last_observed_at, \
@@ -397,6 +462,7 @@ fn upsert_terminals(
                 time_text(state.last_observed_at),
                 received_at,
                 serde_json::to_string(state)?,
+                keys.get(id).copied(),
             ])
             .context("upserting terminals")?;
     }
@@ -526,18 +592,75 @@ mod tests {
                 })
                 .collect()
         };
+        let keys: HashMap<String, i64> = (0..100).map(|i| (format!("t{i}"), i)).collect();
         let mut cache = HashMap::new();
-        super::keep_states(&mut cache, 3, batch(0, 5));
+        super::keep_states(&mut cache, 3, batch(0, 5), &keys);
         assert_eq!(cache.len(), 3);
-        super::keep_states(&mut cache, 3, batch(10, 2));
+        super::keep_states(&mut cache, 3, batch(10, 2), &keys);
         assert_eq!(cache.len(), 3);
         assert!(cache.contains_key("t10") && cache.contains_key("t11"));
-        super::keep_states(&mut cache, 100, batch(20, 50));
+        assert_eq!(cache["t11"].2, 11);
+        super::keep_states(&mut cache, 100, batch(20, 50), &keys);
         assert_eq!(cache.len(), 53);
 
         let mut none = HashMap::new();
-        super::keep_states(&mut none, 0, batch(0, 5));
+        super::keep_states(&mut none, 0, batch(0, 5), &keys);
         assert!(none.is_empty());
+    }
+
+    /// A database from before the history key: its terminals get keys, its history is
+    /// kept, and a redelivery of a report stored before the migration still collides.
+    #[tokio::test]
+    async fn history_stored_before_the_history_key_still_deduplicates() {
+        use fleet_migration::MigratorTrait;
+
+        let dir = std::env::temp_dir().join(format!("fleet-key-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("fleet.db").to_string_lossy().into_owned();
+        let store = Store::connect(&DatabaseUrl::Sqlite(path)).await.unwrap();
+        fleet_migration::Migrator::up(store.connection(), Some(4))
+            .await
+            .unwrap();
+        // Seq 5 stored the old way: a terminal row and its history row.
+        let stored = report(5, 10);
+        let state =
+            serde_json::to_string(&fleet_protocol::TerminalState::from_first(&stored.report))
+                .unwrap();
+        let id = stored.report.terminal_id.to_string();
+        for sql in [
+            format!(
+                "INSERT INTO terminals VALUES ('{id}', 'demo', '0141234567', '01', 5, \
+                 '2026-01-20T07:10:00+09:00', '2026-01-20T08:00:00+09:00', '{state}')"
+            ),
+            format!(
+                "INSERT INTO reports VALUES ('{id}', 5, 'demo', '0141234567', \
+                 '2026-01-20T07:10:00+09:00', '2026-01-20T08:00:00+09:00', '{}')",
+                stored.body
+            ),
+        ] {
+            store.connection().execute_unprepared(&sql).await.unwrap();
+        }
+        store.migrate().await.unwrap();
+        store.seed_defaults().await.unwrap();
+
+        assert_eq!(write(&store, report(5, 10)).await, Outcome::Duplicate);
+        assert_eq!(write(&store, report(6, 11)).await, Outcome::Applied);
+        assert_eq!(write(&store, report(6, 11)).await, Outcome::Duplicate);
+        let rows = store
+            .connection()
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Sqlite,
+                "SELECT count(*) AS n, count(DISTINCT terminal_key) AS k, \
+                 min(terminal_key) AS low FROM reports",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(rows.try_get::<i64>("", "n").unwrap(), 2);
+        assert_eq!(rows.try_get::<i64>("", "k").unwrap(), 1);
+        assert!(rows.try_get::<i64>("", "low").unwrap() > 0);
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// The writer's cached state must not survive a write by another connection: a
