@@ -668,6 +668,47 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// A stored terminal without a history key (written by something other than the
+    /// writer) gets one on its next report and keeps it: with the cache emptied by
+    /// another connection's write, a redelivery of that report still collides.
+    #[tokio::test]
+    async fn a_terminal_without_a_history_key_keeps_the_one_it_is_given() {
+        let (dir, store) = temp_store().await;
+        store.migrate().await.unwrap();
+        store.seed_defaults().await.unwrap();
+        let newest = report(5, 10);
+        let state =
+            serde_json::to_string(&fleet_protocol::TerminalState::from_first(&newest.report))
+                .unwrap();
+        let id = newest.report.terminal_id.to_string();
+        let pool = store.connection();
+        pool.execute_unprepared(&format!(
+            "INSERT INTO terminals (terminal_id, tenant, clinic_code, prefecture, last_seq, \
+             last_observed_at, last_received_at, state) VALUES ('{id}', 'demo', \
+             '0141234567', '01', 5, '2026-01-20T07:10:00+09:00', \
+             '2026-01-20T08:00:00+09:00', '{state}')"
+        ))
+        .await
+        .unwrap();
+
+        assert_eq!(write(&store, report(3, 5)).await, Outcome::HistoryOnly);
+        // A new terminal takes the next key; had the first one's key not been kept,
+        // this one would now hold it, and the redelivery below would get another.
+        let mut other = report(1, 0);
+        other.body = other.body.replace("9e6d-1b3f5a7c9e20", "9e6d-000000000002");
+        other.report = Report::parse(other.body.as_bytes()).unwrap();
+        assert_eq!(write(&store, other).await, Outcome::Applied);
+        // Another connection writes, so the writer forgets what it cached.
+        pool.execute_unprepared(
+            "UPDATE terminals SET last_received_at = '2026-01-20T08:30:00+09:00'",
+        )
+        .await
+        .unwrap();
+        assert_eq!(write(&store, report(3, 5)).await, Outcome::Duplicate);
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     /// The writer's cached state must not survive a write by another connection: a
     /// terminal whose state was advanced elsewhere to seq 10 must treat seq 7 as stale.
     #[tokio::test]
