@@ -112,6 +112,19 @@ enum Mode {
         #[arg(long, default_value_t = true)]
         preseed: bool,
     },
+    /// The store's batch writer alone, in this process: the same reports as `ingest`,
+    /// parsed beforehand and handed to `Store::write_batch` one batch after another
+    /// (no broker), for A/B runs of the writer with less noise than end to end.
+    Writer {
+        #[arg(long, default_value_t = 200_000)]
+        reports: usize,
+        #[arg(long, default_value_t = 20_000)]
+        terminals: usize,
+        /// Outage reports (reader and network errors), as in `backlog`, instead of
+        /// everyday ones.
+        #[arg(long)]
+        outage: bool,
+    },
     /// Ingest rate and memory with more and more terminals already stored.
     Growth {
         #[arg(long, value_delimiter = ',', default_value = "10000,100000,300000")]
@@ -165,6 +178,19 @@ async fn main() -> anyhow::Result<()> {
                 for batch in &cli.batch_sizes {
                     bench
                         .backlog(*db, *batch, terminals, reports_per_terminal, preseed)
+                        .await?;
+                }
+            }
+        }
+        Mode::Writer {
+            reports,
+            terminals,
+            outage,
+        } => {
+            for db in &cli.db {
+                for batch in &cli.batch_sizes {
+                    bench
+                        .writer(*db, *batch, reports, terminals, outage)
                         .await?;
                 }
             }
@@ -317,6 +343,7 @@ impl Bench {
         let store = Store::connect(&setup.database).await?;
         let conn = Connection::connect(&setup.vhost.url(), ConnectionProperties::default()).await?;
         let channel = conn.create_channel().await?;
+        let rows_before = count(&store, &self.history_table).await?;
         let broker = broker_pid();
         let broker_before = broker.and_then(cpu_seconds).unwrap_or(0.0);
         let started = Instant::now();
@@ -358,12 +385,15 @@ impl Bench {
             fleetd_cpu,
             broker_cpu,
         };
+        let per_row = |cpu: f64| 1e6 * cpu / (rows - rows_before).max(1) as f64;
         println!(
-            "  drain CPU: fleetd {:.1} s ({:.0}% of one core), RabbitMQ {:.1} s ({:.0}%), of {} cores x {:.1} s",
+            "  drain CPU: fleetd {:.1} s ({:.0}% of one core, {:.1} us/report), RabbitMQ {:.1} s ({:.0}%, {:.1} us/report), of {} cores x {:.1} s",
             drain.fleetd_cpu,
             100.0 * drain.fleetd_cpu / drain.seconds,
+            per_row(drain.fleetd_cpu),
             drain.broker_cpu,
             100.0 * drain.broker_cpu / drain.seconds,
+            per_row(drain.broker_cpu),
             cores(),
             drain.seconds
         );
@@ -396,10 +426,20 @@ impl Bench {
             )
         };
         let n = self.preload(&setup.vhost, make()).await?;
+        let broker = broker_pid();
+        let broker_before = broker.and_then(cpu_seconds).unwrap_or(0.0);
+        let own_before = cpu_seconds(std::process::id()).unwrap_or(0.0);
         let raw = raw_consume(&setup.vhost, n, 2 * u32::from(batch)).await?;
         let raw_rate = n as f64 / raw;
+        let broker_cpu = broker.and_then(cpu_seconds).unwrap_or(0.0) - broker_before;
+        let own_cpu = cpu_seconds(std::process::id()).unwrap_or(0.0) - own_before;
         println!(
             "  raw consume + JSON decode + multiple ack/100: {raw:.2} s, {raw_rate:.0} reports/s"
+        );
+        println!(
+            "  raw CPU: consumer {own_cpu:.1} s ({:.1} us/report), RabbitMQ {broker_cpu:.1} s ({:.1} us/report)",
+            1e6 * own_cpu / n as f64,
+            1e6 * broker_cpu / n as f64
         );
         self.preload(&setup.vhost, make()).await?;
         let drain = self.drain(&setup, batch, i64::try_from(n)?).await?;
@@ -481,6 +521,80 @@ impl Bench {
             full,
             full / 60.0,
             verdict(full < 300.0)
+        );
+        Ok(())
+    }
+
+    async fn writer(
+        &self,
+        db: Db,
+        batch: u16,
+        reports: usize,
+        terminals: usize,
+        outage: bool,
+    ) -> anyhow::Result<()> {
+        println!(
+            "\n== writer alone: {reports} reports of {terminals} terminals, {}, batches of {batch}{}",
+            db.name(),
+            if outage { ", outage reports" } else { "" }
+        );
+        println!("  (load average before: {})", load());
+        let setup = self.setup(db).await?;
+        let store = Store::connect(&setup.database).await?;
+        store.seed_defaults().await?;
+        let campaigns = std::sync::Arc::new(store.campaigns().await?);
+        let (fleet, situation, from) = if outage {
+            (
+                Fleet::in_area(self.seed, terminals.max(1), Area::East),
+                Situation::Outage,
+                start("2026-02-01T22:00:00+09:00"),
+            )
+        } else {
+            (
+                Fleet::generate(self.seed, terminals.max(1)),
+                Situation::Normal,
+                start("2026-01-22T09:00:00+09:00"),
+            )
+        };
+        let tenant = TenantSlug::parse("demo").map_err(|e| anyhow::anyhow!("{e}"))?;
+        let received_at = fleet_store::now_jst();
+        let mut batches: Vec<std::sync::Arc<[fleet_store::IncomingReport]>> = Vec::new();
+        let mut pending = Vec::with_capacity(usize::from(batch));
+        for r in rounds(&fleet, self.seed, reports, from, situation) {
+            let body = String::from_utf8(r.to_json())?;
+            pending.push(fleet_store::IncomingReport {
+                tenant: tenant.clone(),
+                report: Report::parse(body.as_bytes())?,
+                body,
+                received_at,
+            });
+            if pending.len() == usize::from(batch) {
+                batches.push(std::mem::take(&mut pending).into());
+            }
+        }
+        if !pending.is_empty() {
+            batches.push(pending.into());
+        }
+        let cpu_before = cpu_seconds(std::process::id()).unwrap_or(0.0);
+        let started = Instant::now();
+        for b in batches {
+            store
+                .write_batch(b, campaigns.clone(), fleet_store::now_jst())
+                .await?;
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let cpu = cpu_seconds(std::process::id()).unwrap_or(0.0) - cpu_before;
+        let rows = count(&store, &self.history_table).await?;
+        anyhow::ensure!(
+            rows == i64::try_from(reports)?,
+            "{rows} history rows for {reports} reports"
+        );
+        println!(
+            "  RESULT {} writer batch {batch}: {:.0} reports/s, {:.1} us CPU per report ({:.0}% of one core)",
+            db.name(),
+            reports as f64 / seconds,
+            1e6 * cpu / reports as f64,
+            100.0 * cpu / seconds
         );
         Ok(())
     }
