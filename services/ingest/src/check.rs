@@ -107,8 +107,10 @@ pub fn check(
             ));
         }
     }
-    // Report::parse accepted the bytes as JSON, so they are UTF-8.
-    let body = String::from_utf8_lossy(envelope.body).into_owned();
+    // Kept verbatim; Report::parse refused a body that is not UTF-8.
+    let body = std::str::from_utf8(envelope.body)
+        .map_err(|e| Refusal::new("invalid_json", format!("the body is not UTF-8: {e}")))?
+        .to_owned();
     Ok(IncomingReport {
         tenant: tenant.clone(),
         report,

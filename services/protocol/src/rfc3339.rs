@@ -183,6 +183,34 @@ pub fn deserialize<'de, D: Deserializer<'de>>(
     parse(&text).map_err(D::Error::custom)
 }
 
+/// The same for an optional timestamp: `#[serde(default, with = "crate::rfc3339::option")]`
+/// (`null` reads as `None`, as with chrono).
+pub mod option {
+    use std::borrow::Cow;
+
+    use chrono::{DateTime, FixedOffset};
+    use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
+
+    pub fn serialize<S: Serializer>(
+        t: &Option<DateTime<FixedOffset>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => super::serialize(t, serializer),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<DateTime<FixedOffset>>, D::Error> {
+        match Option::<Cow<str>>::deserialize(deserializer)? {
+            Some(text) => super::parse(&text).map(Some).map_err(D::Error::custom),
+            None => Ok(None),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,6 +253,35 @@ mod tests {
 
     #[derive(serde::Serialize, serde::Deserialize)]
     struct Wrapped(#[serde(with = "super")] DateTime<FixedOffset>);
+
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Maybe {
+        #[serde(
+            default,
+            with = "super::option",
+            skip_serializing_if = "Option::is_none"
+        )]
+        at: Option<DateTime<FixedOffset>>,
+    }
+
+    /// Optional timestamps read and write as chrono's `Option<DateTime>` does.
+    #[test]
+    fn optional_timestamps() {
+        let t = parse("2026-01-22T09:00:00+09:00").unwrap();
+        let some: Maybe = serde_json::from_str(r#"{"at":"2026-01-22T09:00:00+09:00"}"#).unwrap();
+        assert_eq!(some, Maybe { at: Some(t) });
+        assert_eq!(
+            serde_json::to_string(&some).unwrap(),
+            r#"{"at":"2026-01-22T09:00:00+09:00"}"#
+        );
+        for absent in ["{}", r#"{"at":null}"#] {
+            let none: Maybe = serde_json::from_str(absent).unwrap();
+            assert_eq!(none, Maybe { at: None });
+        }
+        assert_eq!(serde_json::to_string(&Maybe { at: None }).unwrap(), "{}");
+        assert!(serde_json::from_str::<Maybe>(r#"{"at":"2026-02-30T00:00:00Z"}"#).is_err());
+        assert!(serde_json::from_str::<Maybe>(r#"{"at":1769040000}"#).is_err());
+    }
 
     #[test]
     fn jst_and_utc_forms() {
