@@ -33,6 +33,7 @@ macro_rules! on_both_databases {
 mod agent_outage;
 mod browser;
 mod faults;
+mod replicas;
 mod scale;
 mod serial_broker_outage;
 
