@@ -80,7 +80,7 @@ impl Store {
             let txn = self.db.begin().await?;
             let mut select = Query::select();
             select
-                .columns([t("terminal_id"), t("tenant"), t("state")])
+                .column(t("terminal_id"))
                 .from(col("terminals"))
                 .and_where(Expr::col(t("terminal_id")).gt(after.clone()))
                 .order_by(t("terminal_id"), Order::Asc)
@@ -95,14 +95,31 @@ impl Store {
                     .and_where(Expr::col(s("campaign_id")).eq(campaign.id.as_str()))
                     .and_where(Expr::col(s("cause")).eq(cause.as_str()));
             }
-            let rows = txn
+            let page = txn
                 .query_all(&select)
                 .await
                 .context("paging through terminals")?;
-            if rows.is_empty() {
+            if page.is_empty() {
                 txn.commit().await?;
                 break;
             }
+            // Lock the page against ingest batches in flight (crate::lock), then read
+            // the states as they left them.
+            let ids = page
+                .iter()
+                .map(|row| row.try_get::<String>("", "terminal_id"))
+                .collect::<Result<Vec<_>, _>>()?;
+            crate::lock::lock_terminals(&txn, ids.iter().map(String::as_str)).await?;
+            let reread = Query::select()
+                .columns([t("terminal_id"), t("tenant"), t("state")])
+                .from(col("terminals"))
+                .and_where(Expr::col(t("terminal_id")).is_in(ids.iter().cloned()))
+                .order_by(t("terminal_id"), Order::Asc)
+                .to_owned();
+            let rows = txn
+                .query_all(&reread)
+                .await
+                .context("reading a page of terminals")?;
             let mut terminals = HashMap::new();
             let mut sightings = HashMap::new();
             for row in &rows {
@@ -115,8 +132,10 @@ impl Store {
                 {
                     sightings.insert((id.clone(), campaign.id.clone()), state.last_observed_at);
                 }
-                terminals.insert(id.clone(), loaded);
-                after = id;
+                terminals.insert(id, loaded);
+            }
+            if let Some(last) = ids.last() {
+                after = last.clone();
             }
             let ids: Vec<String> = terminals.keys().cloned().collect();
             upsert_campaign_states(

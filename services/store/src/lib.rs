@@ -13,6 +13,7 @@
 pub mod campaigns;
 pub mod check;
 pub mod history;
+mod lock;
 pub mod read;
 pub mod succession;
 pub mod write;

@@ -143,10 +143,29 @@ impl Store {
         if let Some(t) = terminal {
             select.and_where(Expr::col(col("terminal_id")).eq(t.to_string()));
         }
-        let rows = txn
+        // Find them, lock them against ingest batches in flight (crate::lock), then
+        // read their states as those batches left them. A terminal that reaches the
+        // old code in between is not locked and is left alone here: its next report
+        // is filed under the new code by the succession recorded above.
+        let found = txn
             .query_all(&select)
             .await
             .context("finding the terminals to move")?;
+        let locked = found
+            .iter()
+            .map(|row| row.try_get::<String>("", "terminal_id"))
+            .collect::<Result<std::collections::HashSet<_>, _>>()?;
+        crate::lock::lock_terminals(&txn, locked.iter().map(String::as_str)).await?;
+        let mut rows = Vec::with_capacity(locked.len());
+        for row in txn
+            .query_all(&select)
+            .await
+            .context("reading the terminals to move")?
+        {
+            if locked.contains(&row.try_get::<String>("", "terminal_id")?) {
+                rows.push(row);
+            }
+        }
         let mut deltas = CounterDeltas::default();
         let (old_pref, new_pref) = (from.prefecture().code(), to.prefecture().code());
         for row in &rows {

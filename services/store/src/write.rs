@@ -114,8 +114,12 @@ impl Store {
             .begin()
             .await
             .context("beginning the batch transaction")?;
+        // Other replicas may hold batches of the same terminals (crate::lock).
+        let ids = terminal_ids(batch);
+        crate::lock::lock_terminals(&txn, ids.iter().map(String::as_str)).await?;
         // Reports that still carry a code moved by 承継 are filed under the new code;
-        // read inside the transaction so a move and a batch never interleave.
+        // read inside the transaction, after the locks, so a move and a batch never
+        // interleave.
         let successions = crate::succession::load(&txn).await?;
         let batch = remap(batch, &successions);
         let outcomes = write_in(&txn, &batch, campaigns, now).await?;
