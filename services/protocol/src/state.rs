@@ -17,6 +17,8 @@ use crate::clinic::ClinicCode;
 use crate::report::{Download, LineAuthState, ReaderMaker, ReaderMode, Report};
 use crate::version::Version;
 
+mod stored;
+
 /// A value and the `observed_at` of the report that carried it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Observed<T> {
@@ -26,7 +28,9 @@ pub struct Observed<T> {
 }
 
 /// Everything known about one terminal, merged field by field from its reports.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// Stored as JSON in the compact form of [`stored`] (`Serialize` is written there).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(from = "stored::StoredState")]
 pub struct TerminalState {
     pub terminal_id: Uuid,
     /// The clinic the newest report named.
@@ -34,51 +38,30 @@ pub struct TerminalState {
     /// The newest applied `seq`.
     pub last_seq: u64,
     /// `observed_at` of the newest applied report.
-    #[serde(with = "crate::rfc3339")]
     pub last_observed_at: DateTime<FixedOffset>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_version: Option<Observed<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<Observed<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub os: Option<Observed<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub booted_at: Option<Observed<DateTime<FixedOffset>>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_reboot: Option<Observed<bool>>,
     /// Running version per component.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub versions: BTreeMap<String, Observed<String>>,
     /// `false` when 「配信機能を無効化する」 is checked.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distribution_enabled: Option<Observed<bool>>,
     /// 配信実績 per component.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub downloaded: BTreeMap<String, Observed<Download>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reboot_pending: Option<Observed<bool>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reboot_reason: Option<Observed<String>>,
     /// 回線認証
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub line_auth: Option<Observed<LineAuthState>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reader_maker: Option<Observed<ReaderMaker>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reader_model: Option<Observed<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reader_connected: Option<Observed<bool>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reader_via_usb_hub: Option<Observed<bool>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reader_mode: Option<Observed<ReaderMode>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nfc_model: Option<Observed<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nfc_firmware: Option<Observed<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate_issuer: Option<Observed<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate_not_after: Option<Observed<DateTime<FixedOffset>>>,
 }
 
