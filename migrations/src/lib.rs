@@ -13,6 +13,7 @@ mod m20260122_000002_rollout_counters;
 mod m20260122_000003_successions;
 mod m20260122_000004_partition_history;
 mod m20261202_000005_sqlite_history_key;
+mod m20261202_000006_sqlite_reader_errors_by_time;
 
 pub use m20260122_000004_partition_history::create_month_sql;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20260122_000003_successions::Migration),
             Box::new(m20260122_000004_partition_history::Migration),
             Box::new(m20261202_000005_sqlite_history_key::Migration),
+            Box::new(m20261202_000006_sqlite_reader_errors_by_time::Migration),
         ]
     }
 }

@@ -247,7 +247,7 @@ pub(crate) fn screen(
 }
 
 /// What step 3 produced: the newly stored reports per terminal, and when each
-/// terminal was seen during a campaign's distribution.
+/// terminal was first seen in this batch during a campaign's distribution.
 pub(crate) struct Fresh {
     pub(crate) by_terminal: BTreeMap<String, Vec<usize>>,
     pub(crate) sightings: HashMap<(String, String), DateTime<FixedOffset>>,
@@ -308,7 +308,7 @@ pub(crate) fn apply_fresh(
                 if campaign.distributing_at(report.observed_at) {
                     let key = (id.clone(), campaign.id.clone());
                     let seen = sightings.entry(key).or_insert(report.observed_at);
-                    *seen = Ord::max(*seen, report.observed_at);
+                    *seen = Ord::min(*seen, report.observed_at);
                 }
             }
         }
@@ -703,7 +703,11 @@ pub(crate) struct CampaignRow<'a> {
 /// Step 4: the campaign states of the touched terminals that differ from what is
 /// stored (`before`), and the counter changes that moves them exactly.
 /// A terminal seen during distribution before (stored) or in this batch
-/// (`sightings`) keeps the later of the two times.
+/// (`sightings`) keeps the earlier of the two times: when it was *first* seen
+/// powered on while its campaign was distributing. Assessment only asks whether it
+/// ever was; keeping the latest time instead would change the row with every
+/// report once distribution runs all day (from 2026-01-31 for 5.1.0), rewriting it
+/// and its rollout index entry for nothing.
 pub(crate) fn plan_campaign_states<'a>(
     terminals: &'a HashMap<String, Loaded>,
     touched: &'a [String],
@@ -718,7 +722,7 @@ pub(crate) fn plan_campaign_states<'a>(
         .collect();
     for (key, at) in sightings {
         let entry = seen.entry(key.clone()).or_insert(*at);
-        *entry = Ord::max(*entry, *at);
+        *entry = Ord::min(*entry, *at);
     }
     let mut rows = Vec::new();
     let mut deltas = CounterDeltas::default();

@@ -410,10 +410,12 @@ fn append_reader_errors(
     if rows.is_empty() {
         return Ok(());
     }
+    // No conflict to expect: `fresh` holds only reports this transaction added to the
+    // history, so a report's errors are recorded once (the migration
+    // m20261202_000006_sqlite_reader_errors_by_time says why there is no key).
     let mut insert = txn.prepare_cached(
         "INSERT INTO reader_errors (terminal_id, seq, idx, tenant, code, message, at, count) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
-         ON CONFLICT (terminal_id, seq, idx) DO NOTHING",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
     for (incoming, idx, e) in rows {
         let r = &incoming.report;
@@ -657,6 +659,10 @@ mod tests {
                  '2026-01-20T07:10:00+09:00', '2026-01-20T08:00:00+09:00', '{}')",
                 stored.body
             ),
+            format!(
+                "INSERT INTO reader_errors VALUES ('{id}', 5, 0, 'demo', '011', \
+                 'ネットワークエラー', '2026-01-20T07:09:00+09:00', 1)"
+            ),
         ] {
             store.connection().execute_unprepared(&sql).await.unwrap();
         }
@@ -679,6 +685,18 @@ mod tests {
         assert_eq!(rows.try_get::<i64>("", "n").unwrap(), 2);
         assert_eq!(rows.try_get::<i64>("", "k").unwrap(), 1);
         assert!(rows.try_get::<i64>("", "low").unwrap() > 0);
+        // The reader error stored before m20261202_000006 is still there.
+        let errors = store
+            .connection()
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Sqlite,
+                "SELECT count(*) AS n, max(code) AS code FROM reader_errors",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(errors.try_get::<i64>("", "n").unwrap(), 1);
+        assert_eq!(errors.try_get::<String>("", "code").unwrap(), "011");
         drop(store);
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -768,6 +786,69 @@ mod tests {
         assert_eq!(
             filed(store.clone()).await,
             ("2712345678".into(), "27".into(), 4)
+        );
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Once distribution runs all day every report is a sighting: the campaign state
+    /// keeps the first one and is not rewritten by the next report that changes
+    /// nothing else.
+    #[tokio::test]
+    async fn a_campaign_state_keeps_its_first_sighting() {
+        let (dir, store) = temp_store().await;
+        store.migrate().await.unwrap();
+        store.seed_defaults().await.unwrap();
+        let campaigns = Arc::new(store.campaigns().await.unwrap());
+        let at = |t: &str| fleet_protocol::rfc3339::parse(t).unwrap();
+        let during = |seq: u64, hour: u32| {
+            let mut r = report(seq, 0);
+            r.body = r.body.replace(
+                "2026-01-20T07:00:00",
+                &format!("2026-02-01T{hour:02}:00:00"),
+            );
+            r.report = Report::parse(r.body.as_bytes()).unwrap();
+            r
+        };
+        let row = || async {
+            let row = store
+                .connection()
+                .query_one_raw(sea_orm::Statement::from_string(
+                    sea_orm::DbBackend::Sqlite,
+                    "SELECT seen_in_distribution_at AS seen, updated_at FROM campaign_states",
+                ))
+                .await
+                .unwrap()
+                .unwrap();
+            (
+                row.try_get::<String>("", "seen").unwrap(),
+                row.try_get::<String>("", "updated_at").unwrap(),
+            )
+        };
+        for (seq, hour, now) in [
+            (1, 10, "2026-02-01T10:01:00+09:00"),
+            (2, 11, "2026-02-01T11:01:00+09:00"),
+        ] {
+            let outcome = store
+                .write_batch(
+                    Arc::from(vec![during(seq, hour)]),
+                    campaigns.clone(),
+                    at(now),
+                )
+                .await
+                .unwrap();
+            assert_eq!(outcome, vec![Outcome::Applied]);
+        }
+        let (seen, updated_at) = row().await;
+        assert_eq!(
+            at(&seen),
+            at("2026-02-01T10:00:00+09:00"),
+            "the first sighting"
+        );
+        assert_eq!(
+            at(&updated_at),
+            at("2026-02-01T10:01:00+09:00"),
+            "not rewritten"
         );
         drop(store);
         std::fs::remove_dir_all(&dir).unwrap();

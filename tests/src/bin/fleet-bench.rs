@@ -542,6 +542,10 @@ impl Bench {
         let setup = self.setup(db).await?;
         let store = Store::connect(&setup.database).await?;
         store.seed_defaults().await?;
+        // The same setting fleetd reads.
+        if let Ok(n) = std::env::var("FLEET_INGEST_STATE_CACHE") {
+            store.set_state_cache(n.parse().context("FLEET_INGEST_STATE_CACHE")?);
+        }
         let campaigns = std::sync::Arc::new(store.campaigns().await?);
         let (fleet, situation, from) = if outage {
             (
@@ -576,6 +580,7 @@ impl Bench {
             batches.push(pending.into());
         }
         let cpu_before = cpu_seconds(std::process::id()).unwrap_or(0.0);
+        let written_before = bytes_written().unwrap_or(0);
         let started = Instant::now();
         for b in batches {
             store
@@ -584,17 +589,19 @@ impl Bench {
         }
         let seconds = started.elapsed().as_secs_f64();
         let cpu = cpu_seconds(std::process::id()).unwrap_or(0.0) - cpu_before;
+        let written = bytes_written().unwrap_or(0).saturating_sub(written_before);
         let rows = count(&store, &self.history_table).await?;
         anyhow::ensure!(
             rows == i64::try_from(reports)?,
             "{rows} history rows for {reports} reports"
         );
         println!(
-            "  RESULT {} writer batch {batch}: {:.0} reports/s, {:.1} us CPU per report ({:.0}% of one core)",
+            "  RESULT {} writer batch {batch}: {:.0} reports/s, {:.1} us CPU per report ({:.0}% of one core), {:.1} KiB written per report",
             db.name(),
             reports as f64 / seconds,
             1e6 * cpu / reports as f64,
-            100.0 * cpu / seconds
+            100.0 * cpu / seconds,
+            written as f64 / 1024.0 / reports as f64
         );
         Ok(())
     }
@@ -791,6 +798,16 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
     let utime: f64 = fields.get(11)?.parse().ok()?;
     let stime: f64 = fields.get(12)?.parse().ok()?;
     Some((utime + stime) / 100.0)
+}
+
+/// Bytes this process handed to write(2) and pwrite(2) so far (`wchar` in
+/// /proc/self/io): the database's WAL and checkpoint writes, for SQLite.
+fn bytes_written() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/io")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("wchar:"))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// The local RabbitMQ node's Erlang VM, to account for its CPU (read only).
