@@ -167,22 +167,18 @@ impl Inner {
     }
 }
 
-/// Puts the batch's committed states into the cache, making room by dropping
-/// arbitrary older entries (the batch's own terminals were taken out when loaded).
+/// Puts the batch's committed states into the cache while it has room. A full cache
+/// keeps what it holds: making room by dropping entries cost more than the reads
+/// it saved once the fleet outgrew the cache (fleet-bench writer, 150,000 terminals
+/// and a 50,000 cache: 48-49 us per report with eviction, 38 us with no cache at
+/// all). The batch's own cached terminals were taken out when loaded, so there is
+/// room for them again.
 fn keep_states(
     cache: &mut HashMap<String, Cached>,
     capacity: usize,
     terminals: HashMap<String, Loaded>,
     keys: &HashMap<String, i64>,
 ) {
-    let incoming = terminals.len().min(capacity);
-    let excess = (cache.len() + incoming).saturating_sub(capacity);
-    if excess > 0 {
-        let victims: Vec<String> = cache.keys().take(excess).cloned().collect();
-        for id in victims {
-            cache.remove(&id);
-        }
-    }
     for (id, loaded) in terminals {
         if cache.len() >= capacity {
             break;
@@ -598,16 +594,16 @@ mod tests {
             .unwrap()
     }
 
-    /// The cache never holds more than its capacity, keeps the newest batch's states,
-    /// and keeps nothing at capacity 0.
+    /// The cache never holds more than its capacity, takes a batch's states while it
+    /// has room, keeps what it holds once full, and keeps nothing at capacity 0.
     #[test]
     fn the_state_cache_stays_within_its_capacity() {
         use std::collections::HashMap;
 
         use crate::write::Loaded;
 
-        let batch = |from: usize, n: usize| -> HashMap<String, Loaded> {
-            (from..from + n)
+        let batch = |ids: &[usize]| -> HashMap<String, Loaded> {
+            ids.iter()
                 .map(|i| {
                     let state = fleet_protocol::TerminalState::from_first(&report(1, 0).report);
                     (
@@ -619,17 +615,27 @@ mod tests {
         };
         let keys: HashMap<String, i64> = (0..100).map(|i| (format!("t{i}"), i)).collect();
         let mut cache = HashMap::new();
-        super::keep_states(&mut cache, 3, batch(0, 5), &keys);
+        super::keep_states(&mut cache, 3, batch(&[0, 1, 2, 3, 4]), &keys);
         assert_eq!(cache.len(), 3);
-        super::keep_states(&mut cache, 3, batch(10, 2), &keys);
+        let held: Vec<String> = cache.keys().cloned().collect();
+        super::keep_states(&mut cache, 3, batch(&[10, 11]), &keys);
         assert_eq!(cache.len(), 3);
-        assert!(cache.contains_key("t10") && cache.contains_key("t11"));
-        assert_eq!(cache["t11"].2, 11);
-        super::keep_states(&mut cache, 100, batch(20, 50), &keys);
+        assert!(
+            held.iter().all(|id| cache.contains_key(id)),
+            "a full cache keeps what it holds"
+        );
+        // A batch of cached terminals takes them out when it loads them; they go back.
+        let back = held[0].clone();
+        let (tenant, state, key) = cache.remove(&back).unwrap();
+        let mut returning = HashMap::new();
+        returning.insert(back.clone(), Loaded::stored(tenant, state));
+        super::keep_states(&mut cache, 3, returning, &keys);
+        assert_eq!(cache[&back].2, key);
+        super::keep_states(&mut cache, 100, batch(&(20..70).collect::<Vec<_>>()), &keys);
         assert_eq!(cache.len(), 53);
 
         let mut none = HashMap::new();
-        super::keep_states(&mut none, 0, batch(0, 5), &keys);
+        super::keep_states(&mut none, 0, batch(&[0, 1, 2, 3, 4]), &keys);
         assert!(none.is_empty());
     }
 
