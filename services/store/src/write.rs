@@ -587,6 +587,7 @@ async fn ensure_clinics(
 }
 
 /// A campaign state as stored before this batch.
+#[derive(Clone, Debug)]
 pub(crate) struct Stored {
     pub(crate) prefecture: String,
     pub(crate) clinic_code: String,

@@ -42,9 +42,21 @@ use crate::write::{
     screen, terminal_ids,
 };
 
-/// A cached terminal: its owning tenant, its state as committed, and its history key
-/// (see the migration `m20261202_000005_sqlite_history_key`).
-type Cached = (TenantSlug, TerminalState, i64);
+/// A cached terminal, as committed.
+#[derive(Debug)]
+struct Cached {
+    tenant: TenantSlug,
+    state: TerminalState,
+    /// See the migration `m20261202_000005_sqlite_history_key`.
+    history_key: i64,
+    /// Every campaign-state row the terminal has, when the writer knows them all
+    /// (it read or wrote them): reading them back was a query per terminal and
+    /// report (docs/BENCHMARKS.md).
+    campaigns: Option<CampaignStates>,
+}
+
+/// A terminal's campaign states: campaign id → state.
+type CampaignStates = Vec<(String, Stored)>;
 
 /// One native connection, used by one batch at a time.
 #[derive(Debug)]
@@ -62,7 +74,7 @@ pub const DEFAULT_STATE_CACHE: usize = 50_000;
 #[derive(Debug)]
 struct Inner {
     conn: Connection,
-    /// Terminal id → (owning tenant, state as committed, history key).
+    /// Terminal id → the terminal as committed.
     cache: HashMap<String, Cached>,
     /// `PRAGMA data_version` when the cache was last known valid.
     data_version: Option<i64>,
@@ -160,10 +172,16 @@ impl Inner {
         }
         let successions = load_successions(&txn)?;
         let batch = remap(batch, &successions);
-        let (outcomes, terminals, keys) = write_in(&txn, cache, &batch, campaigns, now)?;
+        let written = write_in(&txn, cache, &batch, campaigns, now)?;
         txn.commit().context("committing the batch")?;
-        keep_states(cache, *capacity, terminals, &keys);
-        Ok(outcomes)
+        keep_states(
+            cache,
+            *capacity,
+            written.terminals,
+            &written.keys,
+            written.campaigns,
+        );
+        Ok(written.outcomes)
     }
 }
 
@@ -178,23 +196,40 @@ fn keep_states(
     capacity: usize,
     terminals: HashMap<String, Loaded>,
     keys: &HashMap<String, i64>,
+    mut campaigns: HashMap<String, CampaignStates>,
 ) {
     for (id, loaded) in terminals {
         if cache.len() >= capacity {
             break;
         }
-        if let (Some(state), Some(&key)) = (loaded.state, keys.get(&id)) {
-            cache.insert(id, (loaded.tenant, state, key));
+        if let (Some(state), Some(&history_key)) = (loaded.state, keys.get(&id)) {
+            let campaigns = campaigns.remove(&id);
+            let tenant = loaded.tenant;
+            cache.insert(
+                id,
+                Cached {
+                    tenant,
+                    state,
+                    history_key,
+                    campaigns,
+                },
+            );
         }
     }
 }
 
-/// What a batch's transaction produced: the outcomes, every terminal it loaded (with
-/// its state as it will be once committed), and their history keys.
-type Written = (Vec<Outcome>, HashMap<String, Loaded>, HashMap<String, i64>);
+/// What a batch's transaction produced.
+struct Written {
+    outcomes: Vec<Outcome>,
+    /// Every terminal the batch loaded, with its state as it will be once committed.
+    terminals: HashMap<String, Loaded>,
+    keys: HashMap<String, i64>,
+    /// The campaign states, as they will be once committed, of the terminals whose
+    /// every campaign-state row the batch knows.
+    campaigns: HashMap<String, CampaignStates>,
+}
 
-/// The batch inside its transaction; returns the outcomes and every terminal the
-/// batch loaded, with its state as it will be once committed.
+/// The batch inside its transaction.
 fn write_in(
     txn: &Transaction<'_>,
     cache: &mut HashMap<String, Cached>,
@@ -205,7 +240,8 @@ fn write_in(
     let mut outcomes: Vec<Option<Outcome>> = vec![None; batch.len()];
     let ids = terminal_ids(batch);
     let mut keys = HashMap::with_capacity(ids.len());
-    let mut terminals = load_terminals(txn, cache, &ids, &mut keys)?;
+    let mut known = HashMap::new();
+    let mut terminals = load_terminals(txn, cache, &ids, &mut keys, &mut known)?;
     assign_history_keys(txn, &ids, &terminals, &mut keys)?;
     let candidates = screen(batch, &mut terminals, &mut outcomes);
     let inserted = append_history(txn, batch, &candidates, &keys)?;
@@ -228,7 +264,26 @@ fn write_in(
     ensure_clinics(txn, &terminals, now)?;
     let touched: Vec<String> = fresh.by_terminal.keys().cloned().collect();
     if !campaigns.is_empty() && !touched.is_empty() {
-        let before = load_campaign_states(txn, &touched)?;
+        // What each touched terminal's campaign states are now: known from the cache
+        // or read; a terminal the database has no rows for has none.
+        let unknown: Vec<String> = touched
+            .iter()
+            .filter(|id| !known.contains_key(*id))
+            .cloned()
+            .collect();
+        let read = load_campaign_states(txn, &unknown)?;
+        for id in unknown {
+            known.entry(id).or_default();
+        }
+        for ((id, campaign), stored) in read {
+            known.entry(id).or_default().push((campaign, stored));
+        }
+        let mut before = HashMap::with_capacity(touched.len());
+        for id in &touched {
+            for (campaign, stored) in known.get(id).into_iter().flatten() {
+                before.insert((id.clone(), campaign.clone()), stored.clone());
+            }
+        }
         let (rows, deltas) = plan_campaign_states(
             &terminals,
             &touched,
@@ -262,10 +317,30 @@ fn write_in(
                     updated_at,
                 ])
                 .context("upserting campaign states")?;
+            let after = Stored {
+                prefecture: row.prefecture.clone(),
+                clinic_code: row.clinic_code.to_owned(),
+                state: row.state.to_owned(),
+                cause: row.cause.to_owned(),
+                seen: row.seen_in_distribution_at,
+            };
+            let states = known.entry(row.terminal_id.clone()).or_default();
+            match states.iter_mut().find(|(c, _)| c == row.campaign_id) {
+                Some((_, stored)) => *stored = after,
+                None => states.push((row.campaign_id.clone(), after)),
+            }
         }
         apply_deltas(txn, deltas)?;
+    } else if campaigns.is_empty() {
+        // Nothing was read or written: nothing is known.
+        known.clear();
     }
-    Ok((finish(outcomes), terminals, keys))
+    Ok(Written {
+        outcomes: finish(outcomes),
+        terminals,
+        keys,
+        campaigns: known,
+    })
 }
 
 fn load_successions(txn: &Transaction<'_>) -> anyhow::Result<Successions> {
@@ -284,21 +359,26 @@ fn load_successions(txn: &Transaction<'_>) -> anyhow::Result<Successions> {
 }
 
 /// The stored terminals among `ids`: from the cache (taken out; the batch puts them
-/// back after its commit) or else from the database.
+/// back after its commit) or else from the database. `campaigns` gets the campaign
+/// states of the cached terminals whose rows are all known.
 fn load_terminals(
     txn: &Transaction<'_>,
     cache: &mut HashMap<String, Cached>,
     ids: &[String],
     keys: &mut HashMap<String, i64>,
+    campaigns: &mut HashMap<String, CampaignStates>,
 ) -> anyhow::Result<HashMap<String, Loaded>> {
     let mut select = txn.prepare_cached(
         "SELECT tenant, state, history_key FROM terminals WHERE terminal_id = ?1",
     )?;
     let mut map = HashMap::with_capacity(ids.len());
     for id in ids {
-        if let Some((tenant, state, key)) = cache.remove(id) {
-            map.insert(id.clone(), Loaded::stored(tenant, state));
-            keys.insert(id.clone(), key);
+        if let Some(cached) = cache.remove(id) {
+            map.insert(id.clone(), Loaded::stored(cached.tenant, cached.state));
+            keys.insert(id.clone(), cached.history_key);
+            if let Some(states) = cached.campaigns {
+                campaigns.insert(id.clone(), states);
+            }
             continue;
         }
         let found: Option<(String, String, Option<i64>)> = select
@@ -615,10 +695,16 @@ mod tests {
         };
         let keys: HashMap<String, i64> = (0..100).map(|i| (format!("t{i}"), i)).collect();
         let mut cache = HashMap::new();
-        super::keep_states(&mut cache, 3, batch(&[0, 1, 2, 3, 4]), &keys);
+        super::keep_states(
+            &mut cache,
+            3,
+            batch(&[0, 1, 2, 3, 4]),
+            &keys,
+            HashMap::new(),
+        );
         assert_eq!(cache.len(), 3);
         let held: Vec<String> = cache.keys().cloned().collect();
-        super::keep_states(&mut cache, 3, batch(&[10, 11]), &keys);
+        super::keep_states(&mut cache, 3, batch(&[10, 11]), &keys, HashMap::new());
         assert_eq!(cache.len(), 3);
         assert!(
             held.iter().all(|id| cache.contains_key(id)),
@@ -626,16 +712,23 @@ mod tests {
         );
         // A batch of cached terminals takes them out when it loads them; they go back.
         let back = held[0].clone();
-        let (tenant, state, key) = cache.remove(&back).unwrap();
+        let cached = cache.remove(&back).unwrap();
+        let key = cached.history_key;
         let mut returning = HashMap::new();
-        returning.insert(back.clone(), Loaded::stored(tenant, state));
-        super::keep_states(&mut cache, 3, returning, &keys);
-        assert_eq!(cache[&back].2, key);
-        super::keep_states(&mut cache, 100, batch(&(20..70).collect::<Vec<_>>()), &keys);
+        returning.insert(back.clone(), Loaded::stored(cached.tenant, cached.state));
+        super::keep_states(&mut cache, 3, returning, &keys, HashMap::new());
+        assert_eq!(cache[&back].history_key, key);
+        super::keep_states(
+            &mut cache,
+            100,
+            batch(&(20..70).collect::<Vec<_>>()),
+            &keys,
+            HashMap::new(),
+        );
         assert_eq!(cache.len(), 53);
 
         let mut none = HashMap::new();
-        super::keep_states(&mut none, 0, batch(&[0, 1, 2, 3, 4]), &keys);
+        super::keep_states(&mut none, 0, batch(&[0, 1, 2, 3, 4]), &keys, HashMap::new());
         assert!(none.is_empty());
     }
 
@@ -856,6 +949,76 @@ mod tests {
             at("2026-02-01T10:01:00+09:00"),
             "not rewritten"
         );
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The writer remembers the campaign states it read or wrote, and the rollout
+    /// counters stay equal to a recount whichever way it knew them: read from the
+    /// database after another connection's write emptied the cache, then from the
+    /// cache.
+    #[tokio::test]
+    async fn cached_campaign_states_keep_the_counters_exact() {
+        let (dir, store) = temp_store().await;
+        store.migrate().await.unwrap();
+        store.seed_defaults().await.unwrap();
+        let campaigns = Arc::new(store.campaigns().await.unwrap());
+        let now = fleet_protocol::rfc3339::parse("2026-01-22T12:00:00+09:00").unwrap();
+        // Running 5.1.0 and no restart pending: updated; 5.0.3 with 5.1.0 downloaded
+        // and a restart pending: reboot_required.
+        let in_state = |seq: u64, updated: bool| {
+            let mut r = report(seq, seq as u32);
+            let versions = if updated {
+                r#","versions":{"face_library":"5.1.0"},"reboot":{"pending":false}}"#
+            } else {
+                r#","versions":{"face_library":"5.0.3"},"distribution":{"downloaded":{"face_library":{"version":"5.1.0","at":"2026-01-20T02:00:00+09:00"}}},"reboot":{"pending":true}}"#
+            };
+            r.body = format!("{}{versions}", r.body.trim_end_matches('}'));
+            r.report = Report::parse(r.body.as_bytes()).unwrap();
+            r
+        };
+        let write = |r: IncomingReport| {
+            let (store, campaigns) = (store.clone(), campaigns.clone());
+            async move {
+                store
+                    .write_batch(Arc::from(vec![r]), campaigns, now)
+                    .await
+                    .unwrap()
+            }
+        };
+        let state = || async {
+            store
+                .connection()
+                .query_one_raw(sea_orm::Statement::from_string(
+                    sea_orm::DbBackend::Sqlite,
+                    "SELECT state FROM campaign_states",
+                ))
+                .await
+                .unwrap()
+                .unwrap()
+                .try_get::<String>("", "state")
+                .unwrap()
+        };
+        assert_eq!(write(in_state(1, false)).await, vec![Outcome::Applied]);
+        assert_eq!(state().await, "reboot_required");
+        // Another connection writes: the next batch reads the terminal and its
+        // campaign state from the database, and caches both.
+        store
+            .connection()
+            .execute_unprepared("UPDATE tenants SET name = name || ''")
+            .await
+            .unwrap();
+        for (seq, updated) in [(2, true), (3, false), (4, true)] {
+            assert_eq!(write(in_state(seq, updated)).await, vec![Outcome::Applied]);
+            let expected = if updated {
+                "updated"
+            } else {
+                "reboot_required"
+            };
+            assert_eq!(state().await, expected, "after seq {seq}");
+            let drift = store.check_counters().await.unwrap();
+            assert!(drift.is_empty(), "after seq {seq}: {drift:?}");
+        }
         drop(store);
         std::fs::remove_dir_all(&dir).unwrap();
     }
