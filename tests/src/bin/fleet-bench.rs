@@ -108,8 +108,9 @@ enum Mode {
         terminals: usize,
         #[arg(long, default_value_t = 30)]
         reports_per_terminal: u32,
-        /// Store one earlier report per terminal first, as a real fleet would have.
-        #[arg(long, default_value_t = true)]
+        /// Store one earlier report per terminal first, as a real fleet would have
+        /// (`--preseed false` drains into an empty database).
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
         preseed: bool,
     },
     /// The store's batch writer alone, in this process: the same reports as `ingest`,
