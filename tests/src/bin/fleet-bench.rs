@@ -117,6 +117,10 @@ enum Mode {
         /// (`--preseed false` drains into an empty database).
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
         preseed: bool,
+        /// Also drain the same backlog with a plain consumer first, for the broker's
+        /// own rate at this depth (publishes the backlog twice).
+        #[arg(long)]
+        raw: bool,
     },
     /// The store's batch writer alone, in this process: the same reports as `ingest`,
     /// parsed beforehand and handed to `Store::write_batch` one batch after another
@@ -179,11 +183,12 @@ async fn main() -> anyhow::Result<()> {
             terminals,
             reports_per_terminal,
             preseed,
+            raw,
         } => {
             for db in &cli.db {
                 for batch in &cli.batch_sizes {
                     bench
-                        .backlog(*db, *batch, terminals, reports_per_terminal, preseed)
+                        .backlog(*db, *batch, terminals, reports_per_terminal, preseed, raw)
                         .await?;
                 }
             }
@@ -460,21 +465,7 @@ impl Bench {
             )
         };
         let n = self.preload(&setup.vhost, make()).await?;
-        let broker = broker_pid();
-        let broker_before = broker.and_then(cpu_seconds).unwrap_or(0.0);
-        let own_before = cpu_seconds(std::process::id()).unwrap_or(0.0);
-        let raw = raw_consume(&setup.vhost, n, 2 * u32::from(batch)).await?;
-        let raw_rate = n as f64 / raw;
-        let broker_cpu = broker.and_then(cpu_seconds).unwrap_or(0.0) - broker_before;
-        let own_cpu = cpu_seconds(std::process::id()).unwrap_or(0.0) - own_before;
-        println!(
-            "  raw consume + JSON decode + multiple ack/100: {raw:.2} s, {raw_rate:.0} reports/s"
-        );
-        println!(
-            "  raw CPU: consumer {own_cpu:.1} s ({:.1} us/report), RabbitMQ {broker_cpu:.1} s ({:.1} us/report)",
-            1e6 * own_cpu / n as f64,
-            1e6 * broker_cpu / n as f64
-        );
+        let raw_rate = measure_raw(&setup.vhost, n, 2 * u32::from(batch)).await?;
         self.preload(&setup.vhost, make()).await?;
         let drain = self.drain(&setup, batch, i64::try_from(n)?).await?;
         let rate = drain.rate(n);
@@ -503,6 +494,7 @@ impl Bench {
         terminals: usize,
         per_terminal: u32,
         preseed: bool,
+        raw: bool,
     ) -> anyhow::Result<()> {
         println!(
             "\n== backlog: {terminals} east terminals x {per_terminal} spooled reports, {}, FLEET_INGEST_BATCH_SIZE={batch}",
@@ -529,15 +521,22 @@ impl Bench {
             stored = seeded.rows;
         }
         let total = fleet.len() * per_terminal as usize;
-        let n = self
-            .preload(
-                &setup.vhost,
-                rounds(&fleet, self.seed, total, outage_start, Situation::Outage).map(|mut r| {
-                    r.seq += 1_000;
-                    r
-                }),
-            )
-            .await?;
+        let spooled = || {
+            rounds(&fleet, self.seed, total, outage_start, Situation::Outage).map(|mut r| {
+                r.seq += 1_000;
+                r
+            })
+        };
+        let mut n = self.preload(&setup.vhost, spooled()).await?;
+        let raw_rate = if raw {
+            // The broker's own ceiling for this backlog: the same messages drained by
+            // the plainest consumer, then published again for fleetd.
+            let rate = measure_raw(&setup.vhost, n, 3 * u32::from(batch)).await?;
+            n = self.preload(&setup.vhost, spooled()).await?;
+            Some(rate)
+        } else {
+            None
+        };
         let drain = self
             .drain(&setup, batch, stored + i64::try_from(n)?)
             .await?;
@@ -550,12 +549,27 @@ impl Bench {
         );
         println!(
             "  RESULT {} batch {batch}: at this rate 150,000 x 30 = 4.5M reports drain in {:.0} s = {:.1} min \
-             (goal < 5 min: {}) [extrapolated from {n}]",
+             (goal < 5 min: {}) [{}]",
             db.name(),
             full,
             full / 60.0,
-            verdict(full < 300.0)
+            verdict(full < 300.0),
+            if n == 4_500_000 {
+                "measured".to_string()
+            } else {
+                format!("extrapolated from {n}")
+            }
         );
+        if let Some(raw_rate) = raw_rate {
+            let raw_full = 150_000.0 * 30.0 / raw_rate;
+            println!(
+                "  RESULT {} batch {batch}: fleetd {:.0}% of the raw drain rate; the raw consumer alone would take {:.0} s = {:.1} min",
+                db.name(),
+                100.0 * rate / raw_rate,
+                raw_full,
+                raw_full / 60.0
+            );
+        }
         Ok(())
     }
 
@@ -774,6 +788,25 @@ async fn raw_consume(vhost: &TestVhost, n: usize, prefetch: u32) -> anyhow::Resu
     anyhow::ensure!(bad == 0, "{bad} reports did not parse");
     conn.close(200, "done".into()).await?;
     Ok(seconds)
+}
+
+/// Drains `n` messages with the plain consumer ([`raw_consume`]) and prints its rate
+/// and the CPU it and the broker used per report; returns the rate.
+async fn measure_raw(vhost: &TestVhost, n: usize, prefetch: u32) -> anyhow::Result<f64> {
+    let broker = broker_pid();
+    let broker_before = broker.and_then(cpu_seconds).unwrap_or(0.0);
+    let own_before = cpu_seconds(std::process::id()).unwrap_or(0.0);
+    let raw = raw_consume(vhost, n, prefetch).await?;
+    let raw_rate = n as f64 / raw;
+    let broker_cpu = broker.and_then(cpu_seconds).unwrap_or(0.0) - broker_before;
+    let own_cpu = cpu_seconds(std::process::id()).unwrap_or(0.0) - own_before;
+    println!("  raw consume + JSON decode + multiple ack/100: {raw:.2} s, {raw_rate:.0} reports/s");
+    println!(
+        "  raw CPU: consumer {own_cpu:.1} s ({:.1} us/report), RabbitMQ {broker_cpu:.1} s ({:.1} us/report)",
+        1e6 * own_cpu / n as f64,
+        1e6 * broker_cpu / n as f64
+    );
+    Ok(raw_rate)
 }
 
 async fn count(store: &Store, table: &str) -> anyhow::Result<i64> {
