@@ -7,9 +7,10 @@
 //!
 //! - `ingest`: pre-load M reports into `fleet.ingest`; consume them raw (JSON decode,
 //!   `multiple` ack every 100) for the broker's ceiling; pre-load again and time
-//!   `fleetd ingest` until the queue is empty and every report is a history row.
+//!   `fleetd ingest` until every report is a history row.
 //! - `backlog`: an east-area outage's spooled reports released at once, drained by
-//!   `fleetd ingest` (scaled; the full 150,000 × 30 is extrapolated from the rate).
+//!   `fleetd ingest` (scaled runs extrapolate to the full 150,000 × 30; `--raw` also
+//!   times the plain consumer on the same backlog).
 //! - `growth`: ingest rate and memory with 10k, 100k, 300k terminals already stored.
 //!
 //! Build with `cargo build --release -p fleetd -p fleet-e2e`, run
