@@ -43,6 +43,16 @@ impl Default for IngestSettings {
     }
 }
 
+/// Batches the broker may have delivered and not yet had acked: one being written,
+/// one waiting for the writer, one arriving.
+pub const PREFETCH_BATCHES: u16 = 3;
+
+/// The consumer's prefetch (`basic.qos`) for a batch size: [`PREFETCH_BATCHES`]
+/// batches, at most what AMQP's 16-bit count allows.
+pub fn prefetch_for(batch_size: u16) -> u16 {
+    batch_size.saturating_mul(PREFETCH_BATCHES).max(1)
+}
+
 /// How often the tenant map and the campaigns are re-read from the store.
 const REFRESH_EVERY: Duration = Duration::from_secs(10);
 
@@ -106,8 +116,7 @@ async fn consume(
     channel
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
-    // One batch being written, one waiting, one arriving.
-    let prefetch = settings.batch_size.saturating_mul(3).max(1);
+    let prefetch = prefetch_for(settings.batch_size);
     channel
         .basic_qos(prefetch, BasicQosOptions::default())
         .await?;

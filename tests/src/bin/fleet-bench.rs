@@ -27,6 +27,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use fleet_agent::sim::{Fleet, Pipeline, Situation, report_at};
 use fleet_e2e::broker::TestVhost;
 use fleet_e2e::db::{DbKind, TestDb};
+use fleet_ingest::consumer::prefetch_for;
 use fleet_protocol::{Area, Report, TenantSlug};
 use fleet_store::{DatabaseUrl, Store};
 use futures_util::StreamExt;
@@ -36,6 +37,8 @@ use lapin::{Connection, ConnectionProperties};
 use sea_orm::ConnectionTrait;
 
 const SECRET: &str = "a-benchmark-secret-of-at-least-32-bytes";
+/// The backlog: 150,000 east-area terminals × 30 spooled reports each.
+const FULL_BACKLOG: usize = 150_000 * 30;
 /// No single phase may run longer than this; the benchmark fails instead. (The full
 /// 150,000 × 30 backlog needs more than 10 minutes to drain on this machine.)
 const PHASE_LIMIT: Duration = Duration::from_secs(1800);
@@ -466,7 +469,7 @@ impl Bench {
             )
         };
         let n = self.preload(&setup.vhost, make()).await?;
-        let raw_rate = measure_raw(&setup.vhost, n, 2 * u32::from(batch)).await?;
+        let raw_rate = measure_raw(&setup.vhost, n, prefetch_for(batch)).await?;
         self.preload(&setup.vhost, make()).await?;
         let drain = self.drain(&setup, batch, i64::try_from(n)?).await?;
         let rate = drain.rate(n);
@@ -532,7 +535,7 @@ impl Bench {
         let raw_rate = if raw {
             // The broker's own ceiling for this backlog: the same messages drained by
             // the plainest consumer, then published again for fleetd.
-            let rate = measure_raw(&setup.vhost, n, 3 * u32::from(batch)).await?;
+            let rate = measure_raw(&setup.vhost, n, prefetch_for(batch)).await?;
             n = self.preload(&setup.vhost, spooled()).await?;
             Some(rate)
         } else {
@@ -542,7 +545,7 @@ impl Bench {
             .drain(&setup, batch, stored + i64::try_from(n)?)
             .await?;
         let rate = drain.rate(n);
-        let full = 150_000.0 * 30.0 / rate;
+        let full = FULL_BACKLOG as f64 / rate;
         println!(
             "  drained {n} reports in {:.1} s ({rate:.0} reports/s), fleetd peak RSS {:.1} MiB",
             drain.seconds,
@@ -555,14 +558,14 @@ impl Bench {
             full,
             full / 60.0,
             verdict(full < 300.0),
-            if n == 4_500_000 {
+            if n == FULL_BACKLOG {
                 "measured".to_string()
             } else {
                 format!("extrapolated from {n}")
             }
         );
         if let Some(raw_rate) = raw_rate {
-            let raw_full = 150_000.0 * 30.0 / raw_rate;
+            let raw_full = FULL_BACKLOG as f64 / raw_rate;
             println!(
                 "  RESULT {} batch {batch}: fleetd {:.0}% of the raw drain rate; the raw consumer alone would take {:.0} s = {:.1} min",
                 db.name(),
@@ -745,14 +748,11 @@ fn stride_for(len: usize) -> usize {
 
 /// Consumes `n` messages of fleet.ingest, decoding each as a report and acking with
 /// `multiple` every 100; returns the seconds it took.
-async fn raw_consume(vhost: &TestVhost, n: usize, prefetch: u32) -> anyhow::Result<f64> {
+async fn raw_consume(vhost: &TestVhost, n: usize, prefetch: u16) -> anyhow::Result<f64> {
     let conn = Connection::connect(&vhost.url(), ConnectionProperties::default()).await?;
     let channel = conn.create_channel().await?;
     channel
-        .basic_qos(
-            prefetch.min(u32::from(u16::MAX)) as u16,
-            BasicQosOptions::default(),
-        )
+        .basic_qos(prefetch, BasicQosOptions::default())
         .await?;
     let started = Instant::now();
     let mut consumer = channel
@@ -793,7 +793,7 @@ async fn raw_consume(vhost: &TestVhost, n: usize, prefetch: u32) -> anyhow::Resu
 
 /// Drains `n` messages with the plain consumer ([`raw_consume`]) and prints its rate
 /// and the CPU it and the broker used per report; returns the rate.
-async fn measure_raw(vhost: &TestVhost, n: usize, prefetch: u32) -> anyhow::Result<f64> {
+async fn measure_raw(vhost: &TestVhost, n: usize, prefetch: u16) -> anyhow::Result<f64> {
     let broker = broker_pid();
     let broker_before = broker.and_then(cpu_seconds).unwrap_or(0.0);
     let own_before = cpu_seconds(std::process::id()).unwrap_or(0.0);
