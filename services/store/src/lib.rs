@@ -17,6 +17,7 @@ mod lock;
 pub mod read;
 pub mod succession;
 pub mod write;
+mod write_pg;
 mod write_sqlite;
 pub use write_sqlite::DEFAULT_STATE_CACHE;
 

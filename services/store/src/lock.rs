@@ -22,7 +22,7 @@
 use std::collections::BTreeSet;
 
 use anyhow::Context;
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Statement};
 
 /// The advisory-lock key of a terminal: the first 64 bits of its UUID (random in a
 /// v4 UUID, so two terminals share a key about never; if they did, they would only
@@ -55,18 +55,18 @@ pub(crate) async fn lock_terminals<'a>(
     if keys.is_empty() {
         return Ok(());
     }
-    let list: Vec<String> = keys.iter().map(i64::to_string).collect();
-    // One round trip; FOREACH takes the locks in the array's (ascending) order.
-    // The keys are integers formatted here, so inlining them is safe.
-    let sql = format!(
-        "DO $$ DECLARE k int8; BEGIN \
-         FOREACH k IN ARRAY ARRAY[{}]::int8[] LOOP PERFORM pg_advisory_xact_lock(k); END LOOP; \
-         END $$",
-        list.join(",")
-    );
-    txn.execute_unprepared(&sql)
-        .await
-        .context("locking the batch's terminals")?;
+    // One prepared statement whatever the count. PostgreSQL evaluates a volatile
+    // output expression after the ORDER BY (9.6 and later), so the locks are taken in
+    // the array's ascending order.
+    let keys: Vec<i64> = keys.into_iter().collect();
+    txn.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT pg_advisory_xact_lock(k) FROM unnest($1::int8[]) WITH ORDINALITY AS t(k, n) \
+         ORDER BY n",
+        [keys.into()],
+    ))
+    .await
+    .context("locking the batch's terminals")?;
     Ok(())
 }
 

@@ -1,4 +1,4 @@
-//! Writing a batch of reports: one transaction, multi-row statements.
+//! Writing a batch of reports: one transaction, a few statements per table.
 //!
 //! For a batch the ingest consumer hands over, in one transaction:
 //! 1. refuse what the store cannot take (a terminal that belongs to another tenant, a
@@ -14,6 +14,11 @@
 //!
 //! The caller acks the messages only after [`Store::write_batch`] returns `Ok`, i.e.
 //! after the commit.
+//!
+//! The plan is shared; the I/O is each database's own: SQLite on a native connection
+//! ([`crate::write_sqlite`]), PostgreSQL with one array-bound statement per table
+//! ([`crate::write_pg`]). The multi-row statements left here serve the rarer writers
+//! on either database (a campaign's assessment of every terminal, clinics).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -21,11 +26,11 @@ use anyhow::Context;
 use chrono::{DateTime, FixedOffset};
 use std::sync::Arc;
 
-use fleet_protocol::{Applied, Campaign, JST, Report, TenantSlug, TerminalState};
-use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query, SimpleExpr};
+use fleet_protocol::{Applied, Campaign, Report, TenantSlug, TerminalState};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};
 
-use crate::Store;
+use crate::{Store, write_pg};
 
 /// Rows per multi-row statement: well under both databases' parameter limits.
 const ROWS_PER_STATEMENT: usize = 400;
@@ -92,7 +97,8 @@ impl Store {
     ///
     /// On SQLite the batch runs on a blocking thread with its own native connection
     /// and cached prepared statements ([`crate::write_sqlite`]); on PostgreSQL it goes
-    /// through the pool with multi-row statements. Both apply the same plan (below).
+    /// through the pool with one statement per table ([`crate::write_pg`]). Both apply
+    /// the same plan (below).
     pub async fn write_batch(
         &self,
         batch: Arc<[IncomingReport]>,
@@ -161,6 +167,7 @@ pub(crate) fn terminal_ids(batch: &[IncomingReport]) -> Vec<String> {
         .collect()
 }
 
+/// The batch on PostgreSQL: the shared plan, with I/O from [`crate::write_pg`].
 async fn write_in(
     txn: &DatabaseTransaction,
     batch: &[IncomingReport],
@@ -169,9 +176,9 @@ async fn write_in(
 ) -> anyhow::Result<Vec<Outcome>> {
     let mut outcomes: Vec<Option<Outcome>> = vec![None; batch.len()];
     let ids = terminal_ids(batch);
-    let mut terminals = load_terminals(txn, &ids).await?;
+    let mut terminals = write_pg::load_terminals(txn, &ids).await?;
     let candidates = screen(batch, &mut terminals, &mut outcomes);
-    let inserted = append_history(txn, batch, &candidates).await?;
+    let inserted = write_pg::append_history(txn, batch, &candidates).await?;
     let fresh = apply_fresh(
         batch,
         &candidates,
@@ -181,12 +188,24 @@ async fn write_in(
         &mut outcomes,
     );
     let fresh_reports = fresh.reports();
-    append_reader_errors(txn, batch, &fresh_reports).await?;
+    write_pg::append_reader_errors(txn, batch, &fresh_reports).await?;
     let last_received = last_received(batch, &fresh_reports, now);
-    upsert_terminals(txn, &terminals, last_received).await?;
+    write_pg::upsert_terminals(txn, &terminals, last_received).await?;
     ensure_clinics(txn, &terminals, now).await?;
     let touched: Vec<String> = fresh.by_terminal.keys().cloned().collect();
-    upsert_campaign_states(txn, &terminals, &touched, campaigns, &fresh.sightings, now).await?;
+    if !campaigns.is_empty() && !touched.is_empty() {
+        let before = write_pg::load_campaign_states(txn, &touched).await?;
+        let (rows, deltas) = plan_campaign_states(
+            &terminals,
+            &touched,
+            campaigns,
+            &before,
+            &fresh.sightings,
+            now,
+        );
+        write_pg::upsert_campaign_states(txn, &rows, now).await?;
+        deltas.apply(txn).await?;
+    }
     Ok(finish(outcomes))
 }
 
@@ -385,173 +404,6 @@ fn col(name: &str) -> Alias {
     Alias::new(name)
 }
 
-async fn load_terminals(
-    txn: &DatabaseTransaction,
-    ids: &[String],
-) -> anyhow::Result<HashMap<String, Loaded>> {
-    let mut map = HashMap::new();
-    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-        let select = Query::select()
-            .columns([col("terminal_id"), col("tenant"), col("state")])
-            .from(col("terminals"))
-            .and_where(Expr::col(col("terminal_id")).is_in(chunk.iter().cloned()))
-            .to_owned();
-        for row in txn.query_all(&select).await.context("loading terminals")? {
-            let id: String = row.try_get("", "terminal_id")?;
-            let tenant: String = row.try_get("", "tenant")?;
-            let state: String = row.try_get("", "state")?;
-            let loaded = Loaded::from_row(&id, &tenant, &state)?;
-            map.insert(id, loaded);
-        }
-    }
-    Ok(map)
-}
-
-/// Inserts the candidates into `reports`, returning the keys that were new.
-async fn append_history(
-    txn: &DatabaseTransaction,
-    batch: &[IncomingReport],
-    candidates: &[usize],
-) -> anyhow::Result<HashSet<(String, u64)>> {
-    let mut inserted = HashSet::new();
-    for chunk in candidates.chunks(ROWS_PER_STATEMENT) {
-        let mut insert = Query::insert();
-        insert.into_table(col("reports")).columns([
-            col("terminal_id"),
-            col("seq"),
-            col("tenant"),
-            col("clinic_code"),
-            col("observed_at"),
-            col("received_at"),
-            col("body"),
-        ]);
-        for &i in chunk {
-            let incoming = &batch[i];
-            let r = &incoming.report;
-            insert.values([
-                r.terminal_id.to_string().into(),
-                seq_value(r.seq),
-                incoming.tenant.as_str().into(),
-                r.clinic_code.as_str().into(),
-                // JST everywhere, so SQLite's text order is time order.
-                r.observed_at.with_timezone(&JST).into(),
-                incoming.received_at.with_timezone(&JST).into(),
-                incoming.body.clone().into(),
-            ])?;
-        }
-        insert
-            // No conflict target: SQLite's key is (terminal_id, seq), PostgreSQL's
-            // partitioned history adds observed_at; either way a redelivery collides.
-            .on_conflict(OnConflict::new().do_nothing().to_owned())
-            .returning(Query::returning().columns([col("terminal_id"), col("seq")]));
-        for row in txn
-            .query_all(&insert)
-            .await
-            .context("appending to the history")?
-        {
-            let id: String = row.try_get("", "terminal_id")?;
-            let seq: i64 = row.try_get("", "seq")?;
-            inserted.insert((id, u64::try_from(seq).unwrap_or_default()));
-        }
-    }
-    Ok(inserted)
-}
-
-fn seq_value(seq: u64) -> SimpleExpr {
-    // Callers refuse seq above i64::MAX before this point.
-    i64::try_from(seq).unwrap_or(i64::MAX).into()
-}
-
-async fn append_reader_errors(
-    txn: &DatabaseTransaction,
-    batch: &[IncomingReport],
-    fresh: &[usize],
-) -> anyhow::Result<()> {
-    let rows = reader_error_rows(batch, fresh);
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let mut insert = Query::insert();
-        insert.into_table(col("reader_errors")).columns([
-            col("terminal_id"),
-            col("seq"),
-            col("idx"),
-            col("tenant"),
-            col("code"),
-            col("message"),
-            col("at"),
-            col("count"),
-        ]);
-        for (incoming, idx, e) in chunk {
-            let r = &incoming.report;
-            insert.values([
-                r.terminal_id.to_string().into(),
-                seq_value(r.seq),
-                i32::try_from(*idx).unwrap_or(i32::MAX).into(),
-                incoming.tenant.as_str().into(),
-                e.code.clone().into(),
-                e.message.clone().into(),
-                e.at.with_timezone(&JST).into(),
-                i64::from(e.count).into(),
-            ])?;
-        }
-        insert.on_conflict(
-            OnConflict::columns([col("terminal_id"), col("seq"), col("idx")])
-                .do_nothing()
-                .to_owned(),
-        );
-        txn.execute(&insert)
-            .await
-            .context("recording reader errors")?;
-    }
-    Ok(())
-}
-
-async fn upsert_terminals(
-    txn: &DatabaseTransaction,
-    terminals: &HashMap<String, Loaded>,
-    received_at: DateTime<FixedOffset>,
-) -> anyhow::Result<()> {
-    let changed = changed_terminals(terminals);
-    for chunk in changed.chunks(ROWS_PER_STATEMENT) {
-        let mut insert = Query::insert();
-        insert.into_table(col("terminals")).columns([
-            col("terminal_id"),
-            col("tenant"),
-            col("clinic_code"),
-            col("prefecture"),
-            col("last_seq"),
-            col("last_observed_at"),
-            col("last_received_at"),
-            col("state"),
-        ]);
-        for (id, loaded, state) in chunk {
-            insert.values([
-                (*id).clone().into(),
-                loaded.tenant.as_str().into(),
-                state.clinic_code.as_str().into(),
-                state.clinic_code.prefecture().code().into(),
-                seq_value(state.last_seq),
-                state.last_observed_at.into(),
-                received_at.into(),
-                serde_json::to_string(state)?.into(),
-            ])?;
-        }
-        insert.on_conflict(
-            OnConflict::column(col("terminal_id"))
-                .update_columns([
-                    col("clinic_code"),
-                    col("prefecture"),
-                    col("last_seq"),
-                    col("last_observed_at"),
-                    col("last_received_at"),
-                    col("state"),
-                ])
-                .to_owned(),
-        );
-        txn.execute(&insert).await.context("upserting terminals")?;
-    }
-    Ok(())
-}
-
 async fn ensure_clinics(
     txn: &DatabaseTransaction,
     terminals: &HashMap<String, Loaded>,
@@ -596,6 +448,9 @@ pub(crate) struct Stored {
     pub(crate) seen: Option<DateTime<FixedOffset>>,
 }
 
+/// Re-assesses `campaigns` for the `touched` terminals and writes the states that
+/// changed, with the counters' deltas; for writers other than an ingest batch, on
+/// either database.
 pub(crate) async fn upsert_campaign_states(
     txn: &DatabaseTransaction,
     terminals: &HashMap<String, Loaded>,
