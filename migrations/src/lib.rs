@@ -14,6 +14,7 @@ mod m20260122_000003_successions;
 mod m20260122_000004_partition_history;
 mod m20261202_000005_sqlite_history_key;
 mod m20261202_000006_sqlite_reader_errors_by_time;
+mod m20261204_000007_postgres_terminal_fillfactor;
 
 pub use m20260122_000004_partition_history::create_month_sql;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20260122_000004_partition_history::Migration),
             Box::new(m20261202_000005_sqlite_history_key::Migration),
             Box::new(m20261202_000006_sqlite_reader_errors_by_time::Migration),
+            Box::new(m20261204_000007_postgres_terminal_fillfactor::Migration),
         ]
     }
 }

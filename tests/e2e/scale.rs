@@ -353,3 +353,26 @@ async fn causes_that_depend_on_time_are_reassessed() -> anyhow::Result<()> {
     assert!(app.store.check_counters().await?.is_empty());
     app.shutdown().await
 }
+
+/// PostgreSQL keeps room in each page of `terminals` for a row's next version, so a
+/// heartbeat's update stays on its page and touches no index (migration
+/// `m20261204_000007`; the gain is in docs/BENCHMARKS.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_terminal_pages_leave_room_for_updates() -> anyhow::Result<()> {
+    use anyhow::Context;
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    let app = TestApp::spawn(DbKind::Postgres).await?;
+    let row = app
+        .store
+        .connection()
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT array_to_string(reloptions, ',') AS options FROM pg_class \
+             WHERE relname = 'terminals' AND relkind = 'r'",
+        ))
+        .await?
+        .context("no terminals table")?;
+    let options: Option<String> = row.try_get("", "options")?;
+    assert_eq!(options.as_deref(), Some("fillfactor=70"));
+    app.shutdown().await
+}
