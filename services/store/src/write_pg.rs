@@ -139,13 +139,15 @@ pub(crate) async fn append_history(
     Ok(inserted)
 }
 
+// No conflict to expect: `fresh` holds only reports this transaction added to the
+// history, so a report's errors are recorded once (migration
+// `m20261204_000008_postgres_reader_errors_by_time`).
 const APPEND_READER_ERRORS: &str = "INSERT INTO reader_errors \
      (terminal_id, seq, idx, tenant, code, message, at, count) \
      SELECT id, seq, idx, tenant, code, CASE WHEN has_message THEN message END, at, count \
      FROM unnest($1::text[], $2::int8[], $3::int4[], $4::text[], $5::text[], $6::text[], \
                  $7::bool[], $8::timestamptz[], $9::int8[]) \
-          AS t(id, seq, idx, tenant, code, message, has_message, at, count) \
-     ON CONFLICT (terminal_id, seq, idx) DO NOTHING";
+          AS t(id, seq, idx, tenant, code, message, has_message, at, count)";
 
 /// Records the reader errors of the fresh reports as events.
 pub(crate) async fn append_reader_errors(
