@@ -160,3 +160,45 @@ async fn two_consumers(kind: DbKind) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+on_both_databases!(batches_in_flight_apply_in_delivery_order, in_flight_order);
+
+/// One consumer writes two batches at once on PostgreSQL (`Store::batches_in_flight`).
+/// With one report per batch, a terminal's first report and its next one are in
+/// flight together; the next one lacks the sections the first had, so if it were
+/// applied first, the first would be stale and what it observed would be lost
+/// (contract §2: a newer report that lacks a field keeps the earlier value).
+async fn in_flight_order(kind: DbKind) -> anyhow::Result<()> {
+    use fleet_e2e::TestApp;
+    use fleet_web::auth::Role;
+    const TERMINALS: u32 = 200;
+    let app = TestApp::spawn_with(kind, &[("FLEET_INGEST_BATCH_SIZE", "1")]).await?;
+    for n in 1..=TERMINALS {
+        let id = terminal_id(n);
+        app.publish(&in_state(&id, 1, CLINIC, CampaignState::Updated))
+            .await?;
+        app.publish(
+            &serde_json::json!({ "schema": "fleet.report.v1", "terminal_id": id,
+            "seq": 2, "observed_at": "2026-01-22T11:00:00+09:00", "clinic_code": CLINIC }),
+        )
+        .await?;
+    }
+    app.wait_rows("reports", i64::from(TERMINALS) * 2).await?;
+    let token = app.vendor_token(Role::Support, "demo");
+    let (status, clinic) = app
+        .get_json(&format!("/api/v1/clinics/{CLINIC}"), Some(&token))
+        .await?;
+    assert_eq!(status, 200, "{clinic}");
+    let terminals = clinic["terminals"].as_array().expect("terminals");
+    assert_eq!(terminals.len(), TERMINALS as usize);
+    for t in terminals {
+        assert_eq!(t["last_seq"], 2, "{t}");
+        assert_eq!(
+            t["line_auth"], "connected",
+            "the first report was lost: {t}"
+        );
+        assert_eq!(t["campaigns"]["face-library-5.1.0"], "updated", "{t}");
+    }
+    assert!(app.store.check_counters().await?.is_empty());
+    app.shutdown().await
+}

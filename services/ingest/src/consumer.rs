@@ -138,25 +138,16 @@ async fn consume(
     );
 
     // Two stages on two cores: this loop receives and checks the next batch while the
-    // writer task commits, dead-letters and acks the previous one, in order.
-    let (to_writer, mut batches) = tokio::sync::mpsc::channel::<Prepared>(1);
-    let writer = {
-        let (channel, store, metrics, mut shutdown) = (
-            channel.clone(),
-            store.clone(),
-            metrics.clone(),
-            shutdown.clone(),
-        );
-        tokio::spawn(async move {
-            while let Some(batch) = batches.recv().await {
-                if !commit(&channel, batch, &store, &metrics, &mut shutdown).await? {
-                    // Shutdown while the database was down: the batch stays unacked.
-                    return Ok::<(), anyhow::Error>(());
-                }
-            }
-            Ok(())
-        })
-    };
+    // writer task writes the previous ones and settles them (dead letters, then the
+    // ack) strictly in delivery order.
+    let (to_writer, batches) = tokio::sync::mpsc::channel::<Prepared>(1);
+    let writer = tokio::spawn(write_in_order(
+        batches,
+        channel.clone(),
+        store.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
 
     let mut context = BatchContext::load(store).await?;
     let received: anyhow::Result<()> = async {
@@ -268,29 +259,89 @@ fn prepare(deliveries: Vec<Delivery>, context: &BatchContext, started: Instant) 
     }
 }
 
-/// Writes a checked batch, dead-letters what was refused, then acks the whole batch;
-/// returns `false` when shutdown interrupted it before the commit.
-async fn commit(
+/// The writer stage: writes up to [`Store::batches_in_flight`] batches at once, each
+/// taking its turn behind the one before ([`fleet_store::Turn`]), and settles them
+/// in the order they were delivered. An ack is `multiple`, so a batch is acked only
+/// after every batch before it was: when one cannot be written (shutdown while the
+/// database is down), it and every batch after it stay unacked for redelivery, even
+/// one that committed meanwhile — writes are idempotent, so a redelivery changes
+/// nothing.
+async fn write_in_order(
+    mut batches: tokio::sync::mpsc::Receiver<Prepared>,
+    channel: Channel,
+    store: Store,
+    metrics: IngestMetrics,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let parallel = store.batches_in_flight().max(1);
+    let mut in_flight = futures_util::stream::FuturesOrdered::new();
+    let mut previous_locked = None;
+    let mut receiving = true;
+    loop {
+        tokio::select! {
+            biased;
+            Some((batch, outcomes)) = in_flight.next() => {
+                let Some(outcomes) = outcomes else {
+                    // Shutdown while the database was down: nothing more is acked.
+                    return Ok(());
+                };
+                settle(&channel, batch, outcomes, &metrics).await?;
+            }
+            next = batches.recv(), if receiving && in_flight.len() < parallel => match next {
+                Some(batch) => {
+                    let (turn, locked) = fleet_store::Turn::next(previous_locked.take());
+                    previous_locked = Some(locked);
+                    in_flight.push_back(write(
+                        batch,
+                        turn,
+                        store.clone(),
+                        metrics.clone(),
+                        shutdown.clone(),
+                    ));
+                }
+                None => receiving = false,
+            },
+            else => return Ok(()),
+        }
+    }
+}
+
+/// Writes one checked batch; `None` for its outcomes when shutdown interrupted it
+/// before the commit.
+async fn write(
+    batch: Prepared,
+    turn: fleet_store::Turn,
+    store: Store,
+    metrics: IngestMetrics,
+    mut shutdown: watch::Receiver<bool>,
+) -> (Prepared, Option<Vec<Outcome>>) {
+    let outcomes = write_resilient(
+        &store,
+        &batch.accepted,
+        &batch.campaigns,
+        batch.now,
+        turn,
+        &metrics,
+        &mut shutdown,
+    )
+    .await;
+    (batch, outcomes)
+}
+
+/// Dead-letters what the checks or the store refused, then acks the whole batch.
+async fn settle(
     channel: &Channel,
     batch: Prepared,
-    store: &Store,
+    outcomes: Vec<Outcome>,
     metrics: &IngestMetrics,
-    shutdown: &mut watch::Receiver<bool>,
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<()> {
     let Prepared {
         deliveries,
-        accepted,
         accepted_at,
         mut refused,
-        campaigns,
-        now,
         started,
+        ..
     } = batch;
-    let Some(outcomes) =
-        write_resilient(store, &accepted, &campaigns, now, metrics, shutdown).await
-    else {
-        return Ok(false);
-    };
     for (k, outcome) in outcomes.into_iter().enumerate() {
         let label = match outcome {
             Outcome::Applied => "applied",
@@ -320,7 +371,7 @@ async fn commit(
     metrics
         .batch_seconds
         .observe(started.elapsed().as_secs_f64());
-    Ok(true)
+    Ok(())
 }
 
 /// Publishes each refused message to `fleet.dead` with its reason and waits for every
@@ -402,14 +453,23 @@ async fn write_resilient(
     accepted: &Arc<[fleet_store::IncomingReport]>,
     campaigns: &Arc<Vec<fleet_protocol::Campaign>>,
     now: chrono::DateTime<chrono::FixedOffset>,
+    turn: fleet_store::Turn,
     metrics: &IngestMetrics,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Option<Vec<Outcome>> {
     let mut failures_while_up = 0u32;
     let mut attempt = 0u32;
+    // Only the first attempt keeps the batch's place in line; a retry follows a
+    // failure, after which the batches around it no longer wait for each other.
+    let mut turn = Some(turn);
     loop {
         let error = match store
-            .write_batch(accepted.clone(), campaigns.clone(), now)
+            .write_batch_in_turn(
+                accepted.clone(),
+                campaigns.clone(),
+                now,
+                turn.take().unwrap_or_default(),
+            )
             .await
         {
             Ok(outcomes) => return Some(outcomes),

@@ -31,7 +31,7 @@ use sea_orm::sea_query::{Alias, OnConflict, Query};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend};
 
 pub use read::{ClinicTerminal, ClinicView, Rollout, WorkItem};
-pub use write::{IncomingReport, Outcome};
+pub use write::{IncomingReport, Outcome, Turn};
 
 /// Which part of the fleet a caller may see.
 #[derive(Clone, Debug, PartialEq, Eq)]

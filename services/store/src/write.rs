@@ -105,6 +105,30 @@ impl Store {
         campaigns: Arc<Vec<Campaign>>,
         now: DateTime<FixedOffset>,
     ) -> anyhow::Result<Vec<Outcome>> {
+        self.write_batch_in_turn(batch, campaigns, now, Turn::default())
+            .await
+    }
+
+    /// How many batches one consumer may have this store write at once: one on
+    /// SQLite, which has one writer; two on PostgreSQL, where a batch's per-terminal
+    /// locks ([`crate::lock`]) keep batches that share a terminal in order and let
+    /// the rest run side by side on two connections.
+    pub fn batches_in_flight(&self) -> usize {
+        if self.sqlite_writer.is_some() { 1 } else { 2 }
+    }
+
+    /// [`Store::write_batch`] for a batch written while the one before it may still
+    /// be running ([`Store::batches_in_flight`]): on PostgreSQL it takes its locks
+    /// only once that batch holds all of its own (`turn.after`), and says when it
+    /// holds its own (`turn.locked`). A terminal in both batches is therefore applied
+    /// in delivery order, as if the batches ran one after the other.
+    pub async fn write_batch_in_turn(
+        &self,
+        batch: Arc<[IncomingReport]>,
+        campaigns: Arc<Vec<Campaign>>,
+        now: DateTime<FixedOffset>,
+        turn: Turn,
+    ) -> anyhow::Result<Vec<Outcome>> {
         if let Some(writer) = &self.sqlite_writer {
             let writer = writer.clone();
             return tokio::task::spawn_blocking(move || {
@@ -120,9 +144,18 @@ impl Store {
             .begin()
             .await
             .context("beginning the batch transaction")?;
+        if let Some(after) = turn.after {
+            // An error means the batch before ended without locking (it failed and
+            // will retry on its own): nothing left to wait for.
+            let _ = after.await;
+        }
         // Other replicas may hold batches of the same terminals (crate::lock).
         let ids = terminal_ids(batch);
         crate::lock::lock_terminals(&txn, ids.iter().map(String::as_str)).await?;
+        if let Some(locked) = turn.locked {
+            // The batch after this one may have ended already; nobody to tell.
+            let _ = locked.send(());
+        }
         // Reports that still carry a code moved by 承継 are filed under the new code;
         // read inside the transaction, after the locks, so a move and a batch never
         // interleave.
@@ -131,6 +164,34 @@ impl Store {
         let outcomes = write_in(&txn, &batch, campaigns, now).await?;
         txn.commit().await.context("committing the batch")?;
         Ok(outcomes)
+    }
+}
+
+/// A batch's place behind the one before it when several are written at once
+/// ([`Store::write_batch_in_turn`]). The default waits for nobody and tells nobody.
+#[derive(Debug, Default)]
+pub struct Turn {
+    /// Fires when the batch before holds all of its locks.
+    pub after: Option<tokio::sync::oneshot::Receiver<()>>,
+    /// Fired once this batch holds all of its locks.
+    pub locked: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Turn {
+    /// The turn of the next batch in a row of batches, given the receiver that the
+    /// previous batch's turn fires (none for the first); returns the receiver this
+    /// batch will fire, for the batch after it.
+    pub fn next(
+        previous: Option<tokio::sync::oneshot::Receiver<()>>,
+    ) -> (Self, tokio::sync::oneshot::Receiver<()>) {
+        let (locked, fired) = tokio::sync::oneshot::channel();
+        (
+            Self {
+                after: previous,
+                locked: Some(locked),
+            },
+            fired,
+        )
     }
 }
 
