@@ -71,8 +71,20 @@ async fn reports(store: &Store) -> anyhow::Result<i64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_mid_backlog_loses_and_doubles_nothing() -> anyhow::Result<()> {
+    mid_backlog(DbKind::Sqlite).await
+}
+
+/// On PostgreSQL two batches are in flight when the signal comes: both are committed
+/// and acked in order, or left for redelivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_backlog_loses_and_doubles_nothing_with_batches_in_flight() -> anyhow::Result<()>
+{
+    mid_backlog(DbKind::Postgres).await
+}
+
+async fn mid_backlog(kind: DbKind) -> anyhow::Result<()> {
     let vhost = tokio::task::spawn_blocking(TestVhost::create).await??;
-    let db = tokio::task::spawn_blocking(|| TestDb::create(DbKind::Sqlite)).await??;
+    let db = tokio::task::spawn_blocking(move || TestDb::create(kind)).await??;
 
     // The backlog is in the queue before the service starts, as after an outage.
     let conn =
