@@ -161,7 +161,7 @@ impl Store {
         // interleave.
         let successions = crate::succession::load(&txn).await?;
         let batch = remap(batch, &successions);
-        let outcomes = write_in(&txn, &batch, campaigns, now).await?;
+        let outcomes = write_in(&txn, &batch, &ids, campaigns, now).await?;
         txn.commit().await.context("committing the batch")?;
         Ok(outcomes)
     }
@@ -229,15 +229,17 @@ pub(crate) fn terminal_ids(batch: &[IncomingReport]) -> Vec<String> {
 }
 
 /// The batch on PostgreSQL: the shared plan, with I/O from [`crate::write_pg`].
+/// `ids` are the batch's distinct terminals, already locked (承継 moves clinics,
+/// never terminals, so they hold for the remapped batch too).
 async fn write_in(
     txn: &DatabaseTransaction,
     batch: &[IncomingReport],
+    ids: &[String],
     campaigns: &[Campaign],
     now: DateTime<FixedOffset>,
 ) -> anyhow::Result<Vec<Outcome>> {
     let mut outcomes: Vec<Option<Outcome>> = vec![None; batch.len()];
-    let ids = terminal_ids(batch);
-    let mut terminals = write_pg::load_terminals(txn, &ids).await?;
+    let mut terminals = write_pg::load_terminals(txn, ids).await?;
     let candidates = screen(batch, &mut terminals, &mut outcomes);
     let inserted = write_pg::append_history(txn, batch, &candidates).await?;
     let fresh = apply_fresh(
