@@ -108,15 +108,28 @@ async fn new_campaign(kind: DbKind) -> anyhow::Result<()> {
         title_ja: "資格確認端末アプリ 2.5".into(),
         title_en: "Qualification app 2.5".into(),
     };
-    assert_eq!(app.store.add_campaign(&campaign).await?, 3);
+    assert_eq!(
+        app.store
+            .add_campaign(&campaign, fleet_store::now_jst())
+            .await?,
+        3
+    );
     assert!(
-        app.store.add_campaign(&campaign).await.is_err(),
+        app.store
+            .add_campaign(&campaign, fleet_store::now_jst())
+            .await
+            .is_err(),
         "the same id twice is refused"
     );
     let mut broken = campaign.clone();
     broken.id = "broken".into();
     broken.required_version = "two".into();
-    assert!(app.store.add_campaign(&broken).await.is_err());
+    assert!(
+        app.store
+            .add_campaign(&broken, fleet_store::now_jst())
+            .await
+            .is_err()
+    );
 
     let token = app.vendor_token(Role::Support, "demo");
     let (status, rollout) = app
@@ -185,6 +198,7 @@ async fn succession(kind: DbKind) -> anyhow::Result<()> {
             ClinicCode::parse(OSAKA)?,
             ClinicCode::parse(NEW)?,
             None,
+            fleet_store::now_jst(),
         )
         .await?;
     assert_eq!(moved, 2);

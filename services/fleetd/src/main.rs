@@ -186,7 +186,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
                         .with_context(|| {
                             format!("{}: not a campaign definition", file.display())
                         })?;
-                    let assessed = store.add_campaign(&campaign).await?;
+                    let assessed = store
+                        .add_campaign(&campaign, fleet_store::now_jst())
+                        .await?;
                     println!(
                         "added campaign {} and assessed {assessed} terminals",
                         campaign.id
@@ -218,7 +220,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 })
                 .transpose()?;
             let store = fleetd::migrate(&settings).await?;
-            let moved = store.move_terminals(&tenant, from, to, terminal).await?;
+            let moved = store
+                .move_terminals(&tenant, from, to, terminal, fleet_store::now_jst())
+                .await?;
             println!("moved {moved} terminals of tenant {tenant} from {from} to {to}");
             Ok(())
         }

@@ -1,49 +1,39 @@
 //! Campaigns are data: adding one assesses every stored terminal, page by page, and
-//! moves the rollout counters in the same transactions.
-//!
-//! A terminal's earlier sightings during the new campaign's windows are not searched
-//! for in the history: until its next report, "seen during distribution" is judged
-//! from its newest report only.
-
-use std::collections::HashMap;
+//! moves the rollout counters in the same transactions ([`crate::flow::assess_page`]).
 
 use anyhow::Context;
 use chrono::{DateTime, FixedOffset};
 use fleet_protocol::{Campaign, Cause};
-use sea_orm::sea_query::{Alias, Expr, ExprTrait, Order, Query};
-use sea_orm::{ConnectionTrait, TransactionTrait};
 
-use crate::write::{Loaded, upsert_campaign_states};
-use crate::{Store, now_jst};
+use crate::flow::{self, run_ready};
+use crate::postgres::in_transaction;
+use crate::{Store, Writer};
 
 /// Terminals assessed per transaction.
 const PAGE: u64 = 1000;
 
-fn col(name: &str) -> Alias {
-    Alias::new(name)
-}
-
 impl Store {
-    /// Adds a campaign and assesses every stored terminal for it. Returns how many
-    /// terminals were assessed. Refuses an invalid campaign or an existing id.
-    pub async fn add_campaign(&self, campaign: &Campaign) -> anyhow::Result<u64> {
+    /// Adds a campaign and assesses every stored terminal for it at `now`. Returns
+    /// how many terminals were assessed. Refuses an invalid campaign or an existing id.
+    pub async fn add_campaign(
+        &self,
+        campaign: &Campaign,
+        now: DateTime<FixedOffset>,
+    ) -> anyhow::Result<u64> {
         campaign.validate().map_err(anyhow::Error::msg)?;
-        let now = now_jst();
-        let insert = Query::insert()
-            .into_table(col("campaigns"))
-            .columns([col("id"), col("definition"), col("created_at")])
-            .values([
-                campaign.id.clone().into(),
-                serde_json::to_string(campaign)?.into(),
-                now.into(),
-            ])?
-            .to_owned();
-        self.db.execute(&insert).await.with_context(|| {
-            format!(
-                "campaign {:?} already exists or cannot be stored",
-                campaign.id
-            )
-        })?;
+        match &self.writer {
+            Writer::Sqlite(writer) => {
+                let (writer, campaign) = (writer.clone(), campaign.clone());
+                tokio::task::spawn_blocking(move || {
+                    writer.run(|tx| run_ready(adapter_insert(tx, &campaign, now))?)
+                })
+                .await
+                .context("the SQLite writer thread panicked")??;
+            }
+            Writer::Postgres => {
+                in_transaction!(&self.db, |tx| adapter_insert(tx, campaign, now))?;
+            }
+        }
         self.assess_terminals(campaign, None, now).await
     }
 
@@ -73,83 +63,38 @@ impl Store {
         only: Option<Cause>,
         now: DateTime<FixedOffset>,
     ) -> anyhow::Result<u64> {
-        let t = |c: &str| (col("terminals"), col(c));
         let mut after = String::new();
         let mut assessed = 0u64;
         loop {
-            let txn = self.db.begin().await?;
-            let mut select = Query::select();
-            select
-                .column(t("terminal_id"))
-                .from(col("terminals"))
-                .and_where(Expr::col(t("terminal_id")).gt(after.clone()))
-                .order_by(t("terminal_id"), Order::Asc)
-                .limit(PAGE);
-            if let Some(cause) = only {
-                let s = |c: &str| (col("campaign_states"), col(c));
-                select
-                    .inner_join(
-                        col("campaign_states"),
-                        Expr::col(s("terminal_id")).equals(t("terminal_id")),
-                    )
-                    .and_where(Expr::col(s("campaign_id")).eq(campaign.id.as_str()))
-                    .and_where(Expr::col(s("cause")).eq(cause.as_str()));
-            }
-            let page = txn
-                .query_all(&select)
-                .await
-                .context("paging through terminals")?;
-            if page.is_empty() {
-                txn.commit().await?;
-                break;
-            }
-            // Lock the page against ingest batches in flight (crate::lock), then read
-            // the states as they left them.
-            let ids = page
-                .iter()
-                .map(|row| row.try_get::<String>("", "terminal_id"))
-                .collect::<Result<Vec<_>, _>>()?;
-            crate::lock::lock_terminals(&txn, ids.iter().map(String::as_str)).await?;
-            let reread = Query::select()
-                .columns([t("terminal_id"), t("tenant"), t("state")])
-                .from(col("terminals"))
-                .and_where(Expr::col(t("terminal_id")).is_in(ids.iter().cloned()))
-                .order_by(t("terminal_id"), Order::Asc)
-                .to_owned();
-            let rows = txn
-                .query_all(&reread)
-                .await
-                .context("reading a page of terminals")?;
-            let mut terminals = HashMap::new();
-            let mut sightings = HashMap::new();
-            for row in &rows {
-                let id: String = row.try_get("", "terminal_id")?;
-                let tenant: String = row.try_get("", "tenant")?;
-                let state: String = row.try_get("", "state")?;
-                let loaded = Loaded::from_row(&id, &tenant, &state)?;
-                if let Some(state) = &loaded.state
-                    && campaign.distributing_at(state.last_observed_at)
-                {
-                    sightings.insert((id.clone(), campaign.id.clone()), state.last_observed_at);
+            let page = match &self.writer {
+                Writer::Sqlite(writer) => {
+                    let (writer, campaign, from) =
+                        (writer.clone(), campaign.clone(), after.clone());
+                    tokio::task::spawn_blocking(move || {
+                        writer.run(|tx| {
+                            run_ready(flow::assess_page(tx, &campaign, only, &from, PAGE, now))?
+                        })
+                    })
+                    .await
+                    .context("the SQLite writer thread panicked")??
                 }
-                terminals.insert(id, loaded);
-            }
-            if let Some(last) = ids.last() {
-                after = last.clone();
-            }
-            let ids: Vec<String> = terminals.keys().cloned().collect();
-            upsert_campaign_states(
-                &txn,
-                &terminals,
-                &ids,
-                std::slice::from_ref(campaign),
-                &sightings,
-                now,
-            )
-            .await?;
-            txn.commit().await.context("committing campaign states")?;
-            assessed += ids.len() as u64;
+                Writer::Postgres => in_transaction!(&self.db, |tx| flow::assess_page(
+                    tx, campaign, only, &after, PAGE, now
+                ))?,
+            };
+            let Some((last, count)) = page else { break };
+            after = last;
+            assessed += count;
         }
         Ok(assessed)
     }
+}
+
+/// Records the campaign; its own step so that both databases' arms read alike.
+async fn adapter_insert<T: crate::adapter::Tx>(
+    tx: &mut T,
+    campaign: &Campaign,
+    now: DateTime<FixedOffset>,
+) -> anyhow::Result<()> {
+    tx.insert_campaign(campaign, now).await
 }

@@ -1,37 +1,45 @@
 //! The store: where reports become history and current state, on SQLite (the embedded
 //! default) or PostgreSQL (scale-out).
 //!
-//! Layout:
-//! - [`Store`] opens the database, runs migrations and seeds the defaults;
-//! - [`write`] applies a batch of parsed reports in one transaction (history append,
-//!   current-state upsert, campaign states) and says what happened to each;
-//! - [`read`] answers the dashboards and the API, always within a caller's [`Scope`].
-//!
-//! Query functions take the connection and know nothing of HTTP or AMQP. Statements are
-//! built with sea-query so one code path serves both databases.
+//! Layout — a pure plan above, a small adapter trait below, one module per database:
+//! - [`plan`] decides: refusals, duplicates, how reports change states, campaign
+//!   states and counter changes; no database in it;
+//! - [`flow`] runs the steps of every write in order (ingest batches, a campaign's
+//!   assessment, 承継) over the [`adapter::Tx`] trait;
+//! - [`sqlite`] and [`postgres`] implement that trait, each its own way;
+//! - [`Store`] opens the database, runs migrations, seeds the defaults and hands each
+//!   write to its database's adapter;
+//! - [`read`] answers the dashboards and the API, always within a caller's [`Scope`],
+//!   with sea-query statements that serve both databases through the ORM's pool;
+//!   [`check`] and [`history`] keep the counters and the history in shape.
 
+mod adapter;
 pub mod campaigns;
 pub mod check;
+pub mod flow;
 pub mod history;
-mod lock;
+pub mod plan;
+mod postgres;
 pub mod read;
+mod schema;
+mod sqlite;
 pub mod succession;
-pub mod write;
-mod write_pg;
-mod write_sqlite;
-pub use write_sqlite::DEFAULT_STATE_CACHE;
+pub use sqlite::DEFAULT_STATE_CACHE;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, FixedOffset, Utc};
 use fleet_protocol::{Campaign, Prefecture, TenantSlug};
-use sea_orm::sea_query::{Alias, OnConflict, Query};
+use schema::{Campaigns, Publishers, Tenants};
+use sea_orm::sea_query::{OnConflict, Query};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend};
 
+pub use flow::Turn;
+pub use plan::{IncomingReport, Outcome};
 pub use read::{ClinicTerminal, ClinicView, Rollout, WorkItem};
-pub use write::{IncomingReport, Outcome, Turn};
 
 /// Which part of the fleet a caller may see.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,9 +58,19 @@ pub const DEMO_PUBLISHER: &str = "guest";
 /// A handle on the database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
+    /// The ORM's pool: reads, migrations, and every write on PostgreSQL.
     db: DatabaseConnection,
-    /// SQLite only: the native connection batches are written on.
-    sqlite_writer: Option<std::sync::Arc<write_sqlite::SqliteWriter>>,
+    /// Where writes go.
+    writer: Writer,
+}
+
+/// Where a database's writes go.
+#[derive(Clone, Debug)]
+enum Writer {
+    /// SQLite: the one native connection every write goes through.
+    Sqlite(Arc<sqlite::SqliteWriter>),
+    /// PostgreSQL: transactions on the pool.
+    Postgres,
 }
 
 /// Where the database is.
@@ -102,20 +120,13 @@ impl Store {
             DatabaseUrl::Sqlite(path) => {
                 let mut o = ConnectOptions::new(format!("sqlite://{path}"));
                 o.map_sqlx_sqlite_opts(|opts| {
-                    use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-                    opts.create_if_missing(true)
-                        .journal_mode(SqliteJournalMode::Wal)
-                        .synchronous(SqliteSynchronous::Full)
-                        .busy_timeout(Duration::from_secs(10))
-                        .foreign_keys(true)
-                        // From the ingest profile (docs/BENCHMARKS.md): a 64 MiB page
-                        // cache instead of 2 MiB stops pages spilling as the fleet
-                        // grows; statement journals stay in memory; checkpoints run
-                        // every 256 MiB of WAL rather than inside every few commits
-                        // (a page rewritten by many batches is copied back once).
-                        .pragma("cache_size", "-65536")
-                        .pragma("temp_store", "MEMORY")
-                        .pragma("wal_autocheckpoint", "65536")
+                    // The writer's settings (sqlite::PRAGMAS), so the pool reads
+                    // what the writer writes the same way.
+                    sqlite::PRAGMAS.iter().fold(
+                        opts.create_if_missing(true)
+                            .busy_timeout(sqlite::BUSY_TIMEOUT),
+                        |opts, (name, value)| opts.pragma(*name, *value),
+                    )
                 });
                 // One writer at a time is SQLite's rule; a few readers serve the web.
                 o.max_connections(4);
@@ -134,13 +145,13 @@ impl Store {
         let db = Database::connect(options)
             .await
             .with_context(|| format!("connecting to the database ({})", describe(url)))?;
-        let sqlite_writer = match url {
+        let writer = match url {
             DatabaseUrl::Sqlite(path) => {
-                Some(std::sync::Arc::new(write_sqlite::SqliteWriter::open(path)?))
+                Writer::Sqlite(Arc::new(sqlite::SqliteWriter::open(path)?))
             }
-            DatabaseUrl::Postgres(_) => None,
+            DatabaseUrl::Postgres(_) => Writer::Postgres,
         };
-        Ok(Self { db, sqlite_writer })
+        Ok(Self { db, writer })
     }
 
     /// Applies every pending migration.
@@ -160,14 +171,10 @@ impl Store {
         let campaign = Campaign::face_library_5_1_0();
         let definition = serde_json::to_string(&campaign)?;
         let insert = Query::insert()
-            .into_table(Alias::new("campaigns"))
-            .columns([
-                Alias::new("id"),
-                Alias::new("definition"),
-                Alias::new("created_at"),
-            ])
+            .into_table(Campaigns::Table)
+            .columns([Campaigns::Id, Campaigns::Definition, Campaigns::CreatedAt])
             .values([campaign.id.clone().into(), definition.into(), now.into()])?
-            .on_conflict(OnConflict::column(Alias::new("id")).do_nothing().to_owned())
+            .on_conflict(OnConflict::column(Campaigns::Id).do_nothing().to_owned())
             .to_owned();
         self.db
             .execute(&insert)
@@ -185,28 +192,20 @@ impl Store {
     ) -> anyhow::Result<()> {
         let slug = TenantSlug::parse(slug)?;
         let insert = Query::insert()
-            .into_table(Alias::new("tenants"))
-            .columns([
-                Alias::new("slug"),
-                Alias::new("name"),
-                Alias::new("created_at"),
-            ])
+            .into_table(Tenants::Table)
+            .columns([Tenants::Slug, Tenants::Name, Tenants::CreatedAt])
             .values([slug.as_str().into(), name.into(), now_jst().into()])?
-            .on_conflict(
-                OnConflict::column(Alias::new("slug"))
-                    .do_nothing()
-                    .to_owned(),
-            )
+            .on_conflict(OnConflict::column(Tenants::Slug).do_nothing().to_owned())
             .to_owned();
         self.db.execute(&insert).await.context("adding a tenant")?;
         for user in publishers {
             let insert = Query::insert()
-                .into_table(Alias::new("publishers"))
-                .columns([Alias::new("amqp_user"), Alias::new("tenant")])
+                .into_table(Publishers::Table)
+                .columns([Publishers::AmqpUser, Publishers::Tenant])
                 .values([(*user).into(), slug.as_str().into()])?
                 .on_conflict(
-                    OnConflict::column(Alias::new("amqp_user"))
-                        .update_column(Alias::new("tenant"))
+                    OnConflict::column(Publishers::AmqpUser)
+                        .update_column(Publishers::Tenant)
                         .to_owned(),
                 )
                 .to_owned();
@@ -221,8 +220,8 @@ impl Store {
     /// Which tenant each AMQP user publishes for.
     pub async fn publishers(&self) -> anyhow::Result<HashMap<String, TenantSlug>> {
         let select = Query::select()
-            .columns([Alias::new("amqp_user"), Alias::new("tenant")])
-            .from(Alias::new("publishers"))
+            .columns([Publishers::AmqpUser, Publishers::Tenant])
+            .from(Publishers::Table)
             .to_owned();
         let mut map = HashMap::new();
         for row in self
@@ -241,9 +240,9 @@ impl Store {
     /// Every campaign, as data.
     pub async fn campaigns(&self) -> anyhow::Result<Vec<Campaign>> {
         let select = Query::select()
-            .column(Alias::new("definition"))
-            .from(Alias::new("campaigns"))
-            .order_by(Alias::new("id"), sea_orm::sea_query::Order::Asc)
+            .column(Campaigns::Definition)
+            .from(Campaigns::Table)
+            .order_by(Campaigns::Id, sea_orm::sea_query::Order::Asc)
             .to_owned();
         let mut campaigns = Vec::new();
         for row in self
@@ -272,8 +271,58 @@ impl Store {
     /// How many terminal states the SQLite writer keeps in memory between batches
     /// (`FLEET_INGEST_STATE_CACHE`); 0 keeps none. PostgreSQL keeps none.
     pub fn set_state_cache(&self, terminals: usize) {
-        if let Some(writer) = &self.sqlite_writer {
+        if let Writer::Sqlite(writer) = &self.writer {
             writer.set_state_cache(terminals);
+        }
+    }
+
+    /// Writes a batch in one transaction and returns one outcome per report, in order.
+    /// `now` decides time-dependent campaign causes (has distribution started?).
+    /// The caller acks the messages only after this returns `Ok`, i.e. after the
+    /// commit.
+    pub async fn write_batch(
+        &self,
+        batch: Arc<[IncomingReport]>,
+        campaigns: Arc<Vec<Campaign>>,
+        now: DateTime<FixedOffset>,
+    ) -> anyhow::Result<Vec<Outcome>> {
+        self.write_batch_in_turn(batch, campaigns, now, Turn::default())
+            .await
+    }
+
+    /// How many batches one consumer may have this store write at once: one on
+    /// SQLite, which has one writer; two on PostgreSQL, where a batch's per-terminal
+    /// locks keep batches that share a terminal in order and let the rest run side
+    /// by side on two connections.
+    pub fn batches_in_flight(&self) -> usize {
+        match self.writer {
+            Writer::Sqlite(_) => 1,
+            Writer::Postgres => 2,
+        }
+    }
+
+    /// [`Store::write_batch`] for a batch written while the one before it may still
+    /// be running ([`Store::batches_in_flight`]): on PostgreSQL it takes its locks
+    /// only once that batch holds all of its own (`turn.after`), and says when it
+    /// holds its own (`turn.locked`). A terminal in both batches is therefore applied
+    /// in delivery order, as if the batches ran one after the other.
+    pub async fn write_batch_in_turn(
+        &self,
+        batch: Arc<[IncomingReport]>,
+        campaigns: Arc<Vec<Campaign>>,
+        now: DateTime<FixedOffset>,
+        turn: Turn,
+    ) -> anyhow::Result<Vec<Outcome>> {
+        match &self.writer {
+            Writer::Sqlite(writer) => {
+                let writer = writer.clone();
+                tokio::task::spawn_blocking(move || writer.write_batch(&batch, &campaigns, now))
+                    .await
+                    .context("the SQLite writer thread panicked")?
+            }
+            Writer::Postgres => {
+                postgres::write_batch(&self.db, &batch, &campaigns, now, turn).await
+            }
         }
     }
 

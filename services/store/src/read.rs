@@ -12,6 +12,9 @@ use fleet_protocol::{CampaignState, Cause, ClinicCode, Prefecture, TerminalState
 use sea_orm::ConnectionTrait;
 use sea_orm::sea_query::{Alias, Cond, Expr, ExprTrait, Func, Order, Query};
 
+use crate::schema::{
+    CampaignStates, Campaigns, Clinics, Computed, RolloutCounters, Scoped, Terminals,
+};
 use crate::{Scope, Store};
 
 /// A clinic and its terminals.
@@ -49,15 +52,11 @@ pub struct WorkItem {
     pub terminals: u64,
 }
 
-fn col(name: &str) -> Alias {
-    Alias::new(name)
-}
-
 fn scope_condition(scope: &Scope) -> Cond {
     match scope {
-        Scope::Tenant(tenant) => Cond::all().add(Expr::col(col("tenant")).eq(tenant.as_str())),
+        Scope::Tenant(tenant) => Cond::all().add(Expr::col(Scoped::Tenant).eq(tenant.as_str())),
         Scope::Prefectures(prefectures) => Cond::all()
-            .add(Expr::col(col("prefecture")).is_in(prefectures.iter().map(|p| p.code()))),
+            .add(Expr::col(Scoped::Prefecture).is_in(prefectures.iter().map(|p| p.code()))),
     }
 }
 
@@ -74,15 +73,15 @@ impl Store {
     ) -> anyhow::Result<Option<ClinicView>> {
         let select = Query::select()
             .columns([
-                col("terminal_id"),
-                col("tenant"),
-                col("state"),
-                col("last_received_at"),
+                Terminals::TerminalId,
+                Terminals::Tenant,
+                Terminals::State,
+                Terminals::LastReceivedAt,
             ])
-            .from(col("terminals"))
-            .and_where(Expr::col(col("clinic_code")).eq(code.as_str()))
+            .from(Terminals::Table)
+            .and_where(Expr::col(Terminals::ClinicCode).eq(code.as_str()))
             .cond_where(scope_condition(scope))
-            .order_by(col("terminal_id"), Order::Asc)
+            .order_by(Terminals::TerminalId, Order::Asc)
             .to_owned();
         let rows = self
             .db
@@ -91,9 +90,9 @@ impl Store {
             .context("reading a clinic's terminals")?;
         if rows.is_empty() {
             let select = Query::select()
-                .column(col("clinic_code"))
-                .from(col("clinics"))
-                .and_where(Expr::col(col("clinic_code")).eq(code.as_str()))
+                .column(Clinics::ClinicCode)
+                .from(Clinics::Table)
+                .and_where(Expr::col(Clinics::ClinicCode).eq(code.as_str()))
                 .cond_where(scope_condition(scope))
                 .limit(1)
                 .to_owned();
@@ -127,13 +126,13 @@ impl Store {
         if !ids.is_empty() {
             let select = Query::select()
                 .columns([
-                    col("terminal_id"),
-                    col("campaign_id"),
-                    col("state"),
-                    col("cause"),
+                    CampaignStates::TerminalId,
+                    CampaignStates::CampaignId,
+                    CampaignStates::State,
+                    CampaignStates::Cause,
                 ])
-                .from(col("campaign_states"))
-                .and_where(Expr::col(col("terminal_id")).is_in(ids.iter().cloned()))
+                .from(CampaignStates::Table)
+                .and_where(Expr::col(CampaignStates::TerminalId).is_in(ids.iter().cloned()))
                 .to_owned();
             for row in self
                 .db
@@ -173,9 +172,9 @@ impl Store {
         prefecture: Option<Prefecture>,
     ) -> anyhow::Result<Option<Rollout>> {
         let exists = Query::select()
-            .column(col("id"))
-            .from(col("campaigns"))
-            .and_where(Expr::col(col("id")).eq(campaign))
+            .column(Campaigns::Id)
+            .from(Campaigns::Table)
+            .and_where(Expr::col(Campaigns::Id).eq(campaign))
             .to_owned();
         if self
             .db
@@ -189,17 +188,17 @@ impl Store {
         // The live counters, never the campaign_states rows themselves.
         let mut select = Query::select();
         select
-            .column(col("state"))
+            .column(RolloutCounters::State)
             .expr_as(
-                Func::sum(Expr::col(col("terminals"))).cast_as(col("BIGINT")),
-                col("n"),
+                Func::sum(Expr::col(RolloutCounters::Terminals)).cast_as(Alias::new("BIGINT")),
+                Computed::N,
             )
-            .from(col("rollout_counters"))
-            .and_where(Expr::col(col("campaign_id")).eq(campaign))
+            .from(RolloutCounters::Table)
+            .and_where(Expr::col(RolloutCounters::CampaignId).eq(campaign))
             .cond_where(scope_condition(scope))
-            .group_by_col(col("state"));
+            .group_by_col(RolloutCounters::State);
         if let Some(p) = prefecture {
-            select.and_where(Expr::col(col("prefecture")).eq(p.code()));
+            select.and_where(Expr::col(Scoped::Prefecture).eq(p.code()));
         }
         let mut states: BTreeMap<CampaignState, u64> =
             CampaignState::ALL.iter().map(|s| (*s, 0)).collect();
@@ -234,15 +233,26 @@ impl Store {
         limit: u64,
     ) -> anyhow::Result<Vec<WorkItem>> {
         let select = Query::select()
-            .columns([col("clinic_code"), col("state"), col("cause")])
-            .expr_as(Func::count(Expr::col(col("terminal_id"))), col("n"))
-            .from(col("campaign_states"))
-            .and_where(Expr::col(col("campaign_id")).eq(campaign))
-            .and_where(Expr::col(col("state")).ne(CampaignState::Updated.as_str()))
+            .columns([
+                CampaignStates::ClinicCode,
+                CampaignStates::State,
+                CampaignStates::Cause,
+            ])
+            .expr_as(
+                Func::count(Expr::col(CampaignStates::TerminalId)),
+                Computed::N,
+            )
+            .from(CampaignStates::Table)
+            .and_where(Expr::col(CampaignStates::CampaignId).eq(campaign))
+            .and_where(Expr::col(CampaignStates::State).ne(CampaignState::Updated.as_str()))
             .cond_where(scope_condition(scope))
-            .group_by_columns([col("clinic_code"), col("state"), col("cause")])
-            .order_by(col("state"), Order::Desc)
-            .order_by(col("clinic_code"), Order::Asc)
+            .group_by_columns([
+                CampaignStates::ClinicCode,
+                CampaignStates::State,
+                CampaignStates::Cause,
+            ])
+            .order_by(CampaignStates::State, Order::Desc)
+            .order_by(CampaignStates::ClinicCode, Order::Asc)
             .limit(limit)
             .to_owned();
         let mut items = Vec::new();
