@@ -148,3 +148,73 @@ async fn a_seq_is_stored_once_on_sqlite() {
 async fn a_seq_is_stored_once_on_postgres() {
     a_seq_is_stored_once(true).await;
 }
+
+/// Two batches in flight on PostgreSQL (`Store::batches_in_flight`): the later batch
+/// takes its locks only after the earlier one holds its own, so a terminal in both is
+/// applied in delivery order even when the later batch gets going first. The later
+/// report here lacks the sections of the earlier one; applied first, it would make
+/// the earlier one stale and lose what it observed (contract §2).
+///
+/// Deterministic both ways: the later batch is started first and given two seconds
+/// alone. Without the hand-off it finishes in that time and the test fails on the
+/// spot; with it, it cannot finish until the earlier batch has run.
+#[tokio::test]
+async fn a_later_batch_in_flight_waits_for_the_earlier_one_on_postgres() {
+    let db = fresh(true).await;
+    let store = db.store.clone();
+    assert_eq!(store.batches_in_flight(), 2);
+    let campaigns = Arc::new(store.campaigns().await.unwrap());
+    let now = fleet_protocol::rfc3339::parse("2026-01-22T12:00:00+09:00").unwrap();
+    let id = "7c1d7c3e-2f4b-4c8a-9e6d-1b3f5a7c9e20";
+    let incoming = |body: String| IncomingReport {
+        tenant: TenantSlug::parse("demo").unwrap(),
+        report: Report::parse(body.as_bytes()).unwrap(),
+        body,
+        received_at: now,
+    };
+    let earlier = incoming(format!(
+        r#"{{"schema":"fleet.report.v1","terminal_id":"{id}","seq":1,"observed_at":"2026-01-22T10:00:00+09:00","clinic_code":"2712345678","line_auth":{{"state":"connected","checked_at":"2026-01-22T10:00:00+09:00"}}}}"#
+    ));
+    let later = incoming(format!(
+        r#"{{"schema":"fleet.report.v1","terminal_id":"{id}","seq":2,"observed_at":"2026-01-22T11:00:00+09:00","clinic_code":"2712345678"}}"#
+    ));
+    let (first_turn, first_locked) = fleet_store::Turn::next(None);
+    let (second_turn, _) = fleet_store::Turn::next(Some(first_locked));
+    let mut second = tokio::spawn({
+        let (store, campaigns) = (store.clone(), campaigns.clone());
+        async move {
+            store
+                .write_batch_in_turn(Arc::from(vec![later]), campaigns, now, second_turn)
+                .await
+        }
+    });
+    let alone = tokio::time::timeout(std::time::Duration::from_secs(2), &mut second).await;
+    assert!(
+        alone.is_err(),
+        "the later batch was written before the earlier one held its locks"
+    );
+    let first = store
+        .write_batch_in_turn(Arc::from(vec![earlier]), campaigns, now, first_turn)
+        .await
+        .unwrap();
+    assert_eq!(first, [Outcome::Applied]);
+    assert_eq!(second.await.unwrap().unwrap(), [Outcome::Applied]);
+    let clinic = store
+        .clinic(
+            &fleet_protocol::ClinicCode::parse("2712345678").unwrap(),
+            &fleet_store::Scope::Tenant(TenantSlug::parse("demo").unwrap()),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let state = &clinic.terminals[0].state;
+    assert_eq!(state.last_seq, 2);
+    assert!(
+        state.line_auth.is_some(),
+        "the earlier report's line_auth was lost"
+    );
+    assert!(store.check_counters().await.unwrap().is_empty());
+    drop(store);
+    drop(db.store);
+    (db.drop)();
+}
