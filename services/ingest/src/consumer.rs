@@ -171,16 +171,10 @@ async fn consume(
                 None => anyhow::bail!("the broker cancelled the consumer"),
             };
             let started = Instant::now();
-            let mut deliveries = vec![first];
-            let deadline = tokio::time::Instant::now() + settings.max_wait;
-            while deliveries.len() < usize::from(settings.batch_size) {
-                match tokio::time::timeout_at(deadline, consumer.next()).await {
-                    Ok(Some(delivery)) => {
-                        deliveries.push(delivery.context("receiving a delivery")?)
-                    }
-                    Ok(None) | Err(_) => break,
-                }
-            }
+            let deliveries =
+                fill_batch(first, &mut consumer, settings.batch_size, settings.max_wait)
+                    .await
+                    .context("receiving a delivery")?;
             if context.loaded_at.elapsed() > settings.refresh_every {
                 context = BatchContext::load(store).await?;
             }
@@ -203,6 +197,30 @@ async fn consume(
     } else {
         anyhow::bail!("the batch writer stopped")
     }
+}
+
+/// Completes a batch begun by `first`: takes from `more` until the batch holds
+/// `batch_size` or `max_wait` has passed since `first` arrived, whichever is sooner
+/// (or `more` ends). Everyday traffic closes batches on `max_wait`; a backlog fills
+/// them at once.
+async fn fill_batch<T, E, S>(
+    first: T,
+    more: &mut S,
+    batch_size: u16,
+    max_wait: Duration,
+) -> Result<Vec<T>, E>
+where
+    S: futures_util::Stream<Item = Result<T, E>> + Unpin,
+{
+    let mut batch = vec![first];
+    let deadline = tokio::time::Instant::now() + max_wait;
+    while batch.len() < usize::from(batch_size) {
+        match tokio::time::timeout_at(deadline, more.next()).await {
+            Ok(Some(item)) => batch.push(item?),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    Ok(batch)
 }
 
 /// What checking needs from the store, re-read every [`IngestSettings::refresh_every`].
@@ -575,6 +593,74 @@ fn delivery_count(properties: &BasicProperties) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::sync::mpsc;
+    use tokio::time::Instant as TokioInstant;
+
+    type Items = Box<dyn futures_util::Stream<Item = Result<u32, ()>> + Unpin + Send>;
+
+    /// A stream of deliveries the test feeds by hand.
+    fn deliveries() -> (mpsc::UnboundedSender<u32>, Items) {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|o| o.map(Ok)));
+        (tx, Box::new(stream))
+    }
+
+    const WAIT: Duration = Duration::from_millis(50);
+
+    /// Paused time: the test runs in no real time and measures the virtual time spent.
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_closes_on_max_wait_with_what_arrived_in_time() {
+        let (tx, mut more) = deliveries();
+        tx.send(2).unwrap();
+        let late = tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            late.send(3).unwrap();
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            // 60 ms after the first: too late for this batch.
+            late.send(4).unwrap();
+        });
+        let started = TokioInstant::now();
+        let batch = fill_batch(1, &mut more, 100, WAIT).await.unwrap();
+        assert_eq!(batch, vec![1, 2, 3]);
+        assert_eq!(started.elapsed(), WAIT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_batch_closes_at_once() {
+        let (tx, mut more) = deliveries();
+        for n in 2..=10 {
+            tx.send(n).unwrap();
+        }
+        let started = TokioInstant::now();
+        let batch = fill_batch(1, &mut more, 4, WAIT).await.unwrap();
+        assert_eq!(batch, vec![1, 2, 3, 4]);
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        // The rest waits for the next batch.
+        let next = fill_batch(5, &mut more, 4, WAIT).await.unwrap();
+        assert_eq!(next, vec![5, 5, 6, 7]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_of_one_waits_max_wait_and_no_longer() {
+        let (_tx, mut more) = deliveries();
+        let started = TokioInstant::now();
+        assert_eq!(fill_batch(1, &mut more, 100, WAIT).await.unwrap(), vec![1]);
+        assert_eq!(started.elapsed(), WAIT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_closed_stream_closes_the_batch() {
+        let (tx, mut more) = deliveries();
+        tx.send(2).unwrap();
+        drop(tx);
+        let started = TokioInstant::now();
+        assert_eq!(
+            fill_batch(1, &mut more, 100, WAIT).await.unwrap(),
+            vec![1, 2]
+        );
+        assert_eq!(started.elapsed(), Duration::ZERO);
+    }
 
     #[test]
     fn the_store_reasons_keep_their_names_and_unknown_ones_are_store_rejected() {
