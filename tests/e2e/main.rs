@@ -32,6 +32,7 @@ macro_rules! on_both_databases {
 
 mod agent_outage;
 mod browser;
+mod clock;
 mod faults;
 mod replicas;
 mod scale;
