@@ -32,10 +32,12 @@ macro_rules! on_both_databases {
 
 mod agent_outage;
 mod browser;
+mod clock;
 mod faults;
 mod replicas;
 mod scale;
 mod serial_broker_outage;
+mod topology;
 
 on_both_databases!(four_states_reach_the_api, four_states);
 on_both_databases!(duplicates_and_stale_seq_change_nothing, idempotency);

@@ -43,9 +43,10 @@ async fn replica(
     let store = Store::connect(database).await?;
     let metrics = fleet_ingest::IngestMetrics::register(&prometheus::Registry::new())?;
     let settings = fleet_ingest::IngestSettings {
-        amqp_url: vhost.url(),
+        amqp_url: fleet_protocol::SecretUrl::new(vhost.url()),
         batch_size: BATCH,
         max_wait: Duration::from_millis(20),
+        ..fleet_ingest::IngestSettings::default()
     };
     let task = tokio::spawn(fleet_ingest::run(
         settings,

@@ -84,8 +84,12 @@ async fn counters(kind: DbKind) -> anyhow::Result<()> {
     app.shutdown().await
 }
 
+/// How often the consumer re-reads campaigns and publishers in [`new_campaign`].
+const REFRESH_MS: u64 = 200;
+
 async fn new_campaign(kind: DbKind) -> anyhow::Result<()> {
-    let app = TestApp::spawn(kind).await?;
+    let refresh = REFRESH_MS.to_string();
+    let app = TestApp::spawn_with(kind, &[("FLEET_INGEST_REFRESH_MS", &refresh)]).await?;
     let mut old = in_state(&terminal_id(1), 1, OSAKA, CampaignState::Updated);
     old["versions"]["qualification_app"] = json!("2.4.1");
     let mut new = in_state(&terminal_id(2), 1, KOBE, CampaignState::Updated);
@@ -156,8 +160,9 @@ async fn new_campaign(kind: DbKind) -> anyhow::Result<()> {
     );
     assert!(app.store.check_counters().await?.is_empty());
 
-    // New reports are assessed for the new campaign too (ingest re-reads campaigns).
-    tokio::time::sleep(std::time::Duration::from_secs(11)).await;
+    // New reports are assessed for the new campaign too: ingest re-reads campaigns
+    // every FLEET_INGEST_REFRESH_MS, so after one interval the next batch knows it.
+    tokio::time::sleep(std::time::Duration::from_millis(2 * REFRESH_MS)).await;
     let mut upgraded = in_state(&terminal_id(1), 2, OSAKA, CampaignState::Updated);
     upgraded["versions"]["qualification_app"] = json!("2.5.0");
     app.publish(&upgraded).await?;

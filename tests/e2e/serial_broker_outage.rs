@@ -213,9 +213,11 @@ async fn outage_then_recovery(kind: Outage) -> anyhow::Result<()> {
     let made = SeqStore::new(&state).peek()?;
 
     let seqs = wait_for(&app, terminal_id, made as usize, Duration::from_secs(90)).await?;
-    // Redeliveries would show as extra rows only if the store let them in; give one
-    // a moment to appear.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Redeliveries would show as extra rows only if the store let them in: once the
+    // queue has nothing left to deliver, a recount shows them.
+    app.vhost()
+        .wait_drained("fleet.ingest", Duration::from_secs(20))
+        .await?;
     let seqs_again = stored_seqs(&app, terminal_id).await?;
     assert_eq!(seqs, seqs_again, "nothing arrived twice later");
     let expected: Vec<i64> = (0..made as i64).collect();

@@ -3,8 +3,10 @@
 use std::process::Command;
 
 use anyhow::Context;
-use lapin::options::{BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions};
-use lapin::types::AMQPValue;
+use lapin::options::{
+    BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 
 /// A vhost that exists for as long as this value does.
@@ -86,6 +88,48 @@ impl TestVhost {
             }
         }
         anyhow::bail!("queue {queue} not found in {text:?}")
+    }
+
+    /// Messages ready for delivery in `queue`, from a passive `queue.declare` (no
+    /// management API, and no statistics lag). Messages a consumer holds unacked
+    /// are not counted: they come back as ready if its channel closes.
+    pub async fn ready_messages(&self, queue: &str) -> anyhow::Result<u32> {
+        let conn = Connection::connect(&self.url(), ConnectionProperties::default()).await?;
+        let channel = conn.create_channel().await?;
+        let declared = channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .with_context(|| format!("passive declare of {queue}"))?;
+        let _ = conn.close(200, "done".into()).await;
+        Ok(declared.message_count())
+    }
+
+    /// Waits until `queue` has no message ready for delivery: what was published has
+    /// been delivered, so a recount after this sees whatever a redelivery could add.
+    pub async fn wait_drained(
+        &self,
+        queue: &str,
+        timeout: std::time::Duration,
+    ) -> anyhow::Result<()> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let ready = self.ready_messages(queue).await?;
+            if ready == 0 {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "{queue} still holds {ready} ready messages"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 
     /// Closes every client connection of this vhost only, as a network cut would;

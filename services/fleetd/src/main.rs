@@ -141,7 +141,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 .iter()
                 .map(|p| Prefecture::parse(p).with_context(|| format!("--prefecture {p:?}")))
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            let ttl = parse_ttl(&ttl)?;
+            let ttl = fleetd::ttl::parse_ttl(&ttl)?;
             let secret = settings.jwt_secret()?;
             let token = issue(&secret, &sub, role, tenant.as_ref(), &prefectures, ttl)
                 .map_err(anyhow::Error::msg)?;
@@ -149,7 +149,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Check { repair } => {
-            let store = fleetd::migrate(&settings).await?;
+            let store = fleetd::open_current(&settings).await?;
             let drift = store.check_counters().await?;
             if drift.is_empty() {
                 println!("rollout counters match a recount");
@@ -177,7 +177,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             )
         }
         Command::Campaign { command } => {
-            let store = fleetd::migrate(&settings).await?;
+            let store = fleetd::open_current(&settings).await?;
             match command {
                 CampaignCommand::Add { file } => {
                     let text = std::fs::read_to_string(&file)
@@ -186,9 +186,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                         .with_context(|| {
                             format!("{}: not a campaign definition", file.display())
                         })?;
-                    let assessed = store
-                        .add_campaign(&campaign, fleet_store::now_jst())
-                        .await?;
+                    let assessed = store.add_campaign(&campaign, settings.clock.now()).await?;
                     println!(
                         "added campaign {} and assessed {assessed} terminals",
                         campaign.id
@@ -219,9 +217,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
                         .with_context(|| format!("--terminal {t:?} is not a UUID"))
                 })
                 .transpose()?;
-            let store = fleetd::migrate(&settings).await?;
+            let store = fleetd::open_current(&settings).await?;
             let moved = store
-                .move_terminals(&tenant, from, to, terminal, fleet_store::now_jst())
+                .move_terminals(&tenant, from, to, terminal, settings.clock.now())
                 .await?;
             println!("moved {moved} terminals of tenant {tenant} from {from} to {to}");
             Ok(())
@@ -271,20 +269,4 @@ fn shutdown_signal() -> watch::Receiver<bool> {
         let _ = tx.send(true);
     });
     rx
-}
-
-/// `30m`, `12h`, `7d`, `3600s`.
-fn parse_ttl(text: &str) -> anyhow::Result<chrono::Duration> {
-    let (number, unit) = text.split_at(text.len().saturating_sub(1));
-    let n: i64 = number
-        .parse()
-        .with_context(|| format!("--ttl: {text:?} is not like 30m, 12h or 7d"))?;
-    anyhow::ensure!(n > 0, "--ttl: must be positive");
-    Ok(match unit {
-        "s" => chrono::Duration::seconds(n),
-        "m" => chrono::Duration::minutes(n),
-        "h" => chrono::Duration::hours(n),
-        "d" => chrono::Duration::days(n),
-        _ => anyhow::bail!("--ttl: {text:?} is not like 30m, 12h or 7d"),
-    })
 }

@@ -7,14 +7,16 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use fleet_ingest::IngestSettings;
+use fleet_protocol::{SecretUrl, SharedClock};
 use fleet_store::DatabaseUrl;
 use fleet_web::JwtSecret;
 
-/// Everything `fleetd` needs to run.
+/// Everything `fleetd` needs to run. Its `Debug` prints no password: the URLs redact
+/// theirs and the JWT secret prints as redacted.
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub database: DatabaseUrl,
-    pub amqp_url: String,
+    pub amqp_url: SecretUrl,
     pub http_addr: SocketAddr,
     /// `FLEET_JWT_SECRET` if set; with SQLite a generated one is used otherwise.
     pub jwt_secret: Option<JwtSecret>,
@@ -23,6 +25,9 @@ pub struct Settings {
     pub retention_days: u32,
     /// Terminal states the SQLite writer keeps in memory; 0 keeps none.
     pub state_cache: usize,
+    /// What "now" is (`FLEET_CLOCK`, `FLEET_CLOCK_RATE`, contract §6); started when the
+    /// settings are read, that is when the process starts.
+    pub clock: SharedClock,
 }
 
 /// About 13 months: a year back, plus the month before, for year-on-year comparison.
@@ -38,10 +43,16 @@ impl Settings {
         let database = DatabaseUrl::parse(
             &get("FLEET_DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE.to_owned()),
         )?;
-        let amqp_url = get("FLEET_AMQP_URL").unwrap_or_else(|| DEFAULT_AMQP_URL.to_owned());
-        if !(amqp_url.starts_with("amqp://") || amqp_url.starts_with("amqps://")) {
+        let amqp_url =
+            SecretUrl::new(get("FLEET_AMQP_URL").unwrap_or_else(|| DEFAULT_AMQP_URL.to_owned()));
+        let raw = amqp_url.expose_url();
+        if !(raw.starts_with("amqp://") || raw.starts_with("amqps://")) {
             bail!("FLEET_AMQP_URL: {amqp_url:?} must start with amqp:// or amqps://");
         }
+        let clock = fleet_protocol::clock::from_settings(
+            get("FLEET_CLOCK").as_deref(),
+            get("FLEET_CLOCK_RATE").as_deref(),
+        )?;
         let http = get("FLEET_HTTP_ADDR").unwrap_or_else(|| DEFAULT_HTTP_ADDR.to_owned());
         let http_addr = http
             .parse()
@@ -55,6 +66,7 @@ impl Settings {
         };
         let mut ingest = IngestSettings {
             amqp_url: amqp_url.clone(),
+            clock: clock.clone(),
             ..IngestSettings::default()
         };
         if let Some(n) = get("FLEET_INGEST_BATCH_SIZE") {
@@ -67,6 +79,12 @@ impl Settings {
                 format!("FLEET_INGEST_MAX_WAIT_MS: {ms:?} is not a number of milliseconds")
             })?;
             ingest.max_wait = Duration::from_millis(ms);
+        }
+        if let Some(ms) = get("FLEET_INGEST_REFRESH_MS") {
+            let ms: u64 = ms.parse().ok().filter(|ms| *ms > 0).with_context(|| {
+                format!("FLEET_INGEST_REFRESH_MS: {ms:?} is not a number of milliseconds above 0")
+            })?;
+            ingest.refresh_every = Duration::from_millis(ms);
         }
         let retention_days = match get("FLEET_HISTORY_RETENTION_DAYS") {
             None => DEFAULT_RETENTION_DAYS,
@@ -90,6 +108,7 @@ impl Settings {
             ingest,
             retention_days,
             state_cache,
+            clock,
         })
     }
 
@@ -169,7 +188,52 @@ mod tests {
         let s = settings(&[]).unwrap();
         assert_eq!(s.database, DatabaseUrl::Sqlite("fleet.db".into()));
         assert_eq!(s.http_addr.to_string(), "127.0.0.1:8080");
-        assert_eq!(s.amqp_url, DEFAULT_AMQP_URL);
+        assert_eq!(s.amqp_url.expose_url(), DEFAULT_AMQP_URL);
+        assert!(format!("{:?}", s.clock).contains("SystemClock"));
+    }
+
+    #[test]
+    fn debug_prints_no_password() {
+        // The brief's URLs; "secret" also appears in a field name (`jwt_secret`), so
+        // the check is for the password in its URL position.
+        let s = settings(&[
+            ("FLEET_DATABASE_URL", "postgres://u:secret@h/db"),
+            ("FLEET_AMQP_URL", "amqp://u:secret@h"),
+            ("FLEET_JWT_SECRET", "a-jwt-key-of-at-least-thirty-two-bytes"),
+        ])
+        .unwrap();
+        let shown = format!("{s:?}");
+        assert!(!shown.contains(":secret@"), "{shown}");
+        assert_eq!(
+            shown.matches("secret").count(),
+            1,
+            "only `jwt_secret`: {shown}"
+        );
+        assert!(shown.contains("postgres://u:***@h/db"), "{shown}");
+        assert!(shown.contains("amqp://u:***@h"), "{shown}");
+        assert!(!shown.contains("thirty-two"), "{shown}");
+        let err = format!(
+            "{:#}",
+            settings(&[("FLEET_AMQP_URL", "http://u:secret@h")]).unwrap_err()
+        );
+        assert!(
+            !err.contains("secret") && err.contains("FLEET_AMQP_URL"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_clock_comes_from_fleet_clock() {
+        let s = settings(&[
+            ("FLEET_CLOCK", "2026-01-20T08:00:00+09:00"),
+            ("FLEET_CLOCK_RATE", "3600"),
+        ])
+        .unwrap();
+        let now = s.clock.now();
+        assert!(now >= chrono::DateTime::parse_from_rfc3339("2026-01-20T08:00:00+09:00").unwrap());
+        assert!(now < chrono::DateTime::parse_from_rfc3339("2026-01-21T08:00:00+09:00").unwrap());
+        // The consumer reads the same clock.
+        assert!(s.ingest.clock.now() >= now);
     }
 
     #[test]
@@ -180,6 +244,15 @@ mod tests {
         assert!(err(&[("FLEET_HTTP_ADDR", "nowhere")]).contains("FLEET_HTTP_ADDR"));
         assert!(err(&[("FLEET_AMQP_URL", "http://x")]).contains("FLEET_AMQP_URL"));
         assert!(err(&[("FLEET_INGEST_BATCH_SIZE", "0")]).contains("FLEET_INGEST_BATCH_SIZE"));
+        assert!(err(&[("FLEET_INGEST_REFRESH_MS", "0")]).contains("FLEET_INGEST_REFRESH_MS"));
+        assert!(err(&[("FLEET_CLOCK", "today")]).contains("FLEET_CLOCK"));
+        for rate in ["0", "-2", "NaN", "inf", "fast"] {
+            let vars = [
+                ("FLEET_CLOCK", "2026-01-20T08:00:00+09:00"),
+                ("FLEET_CLOCK_RATE", rate),
+            ];
+            assert!(err(&vars).contains("FLEET_CLOCK_RATE"), "{rate}");
+        }
         assert!(err(&[("FLEET_INGEST_STATE_CACHE", "lots")]).contains("FLEET_INGEST_STATE_CACHE"));
         assert!(
             err(&[("FLEET_HISTORY_RETENTION_DAYS", "a year")])

@@ -140,9 +140,18 @@ async fn mid_backlog(kind: DbKind) -> anyhow::Result<()> {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Nothing left to deliver: a recount now would include any doubled report.
+    vhost
+        .wait_drained("fleet.ingest", Duration::from_secs(20))
+        .await?;
     assert_eq!(reports(&store).await?, i64::from(REPORTS));
     assert!(store.check_counters().await?.is_empty());
     assert!(terminate(&mut fleetd)?.success());
+    // Its channel is closed, so anything it had not acked would be ready again.
+    assert_eq!(
+        vhost.ready_messages("fleet.ingest").await?,
+        0,
+        "every report was acked"
+    );
     Ok(())
 }

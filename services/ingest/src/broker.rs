@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use fleet_protocol::SecretUrl;
 use lapin::{Connection, ConnectionProperties};
 use tokio::sync::watch;
 
@@ -59,10 +60,10 @@ fn fastrand_below(n: u64) -> u64 {
 
 /// Keeps one connection to the broker open for roles that do not consume (`fleetd
 /// web`), so `/readyz` can tell whether the broker is reachable.
-pub async fn watch(url: String, health: Arc<BrokerHealth>, mut shutdown: watch::Receiver<bool>) {
+pub async fn watch(url: SecretUrl, health: Arc<BrokerHealth>, mut shutdown: watch::Receiver<bool>) {
     let mut attempt = 0;
     loop {
-        match connect(&url, "fleetd-readiness").await {
+        match connect(url.expose_url(), "fleetd-readiness").await {
             Ok(conn) => {
                 attempt = 0;
                 health.set(true);

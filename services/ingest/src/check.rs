@@ -7,18 +7,18 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, FixedOffset};
-use fleet_protocol::{Report, TenantSlug};
+use fleet_protocol::{RejectReason, Report, TenantSlug};
 use fleet_store::IncomingReport;
 
 /// Why a message is refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Refusal {
-    pub reason: &'static str,
+    pub reason: RejectReason,
     pub detail: String,
 }
 
 impl Refusal {
-    fn new(reason: &'static str, detail: impl Into<String>) -> Self {
+    pub fn new(reason: RejectReason, detail: impl Into<String>) -> Self {
         Self {
             reason,
             detail: detail.into(),
@@ -50,7 +50,7 @@ pub fn check(
 ) -> Result<IncomingReport, Refusal> {
     if envelope.delivery_count >= DELIVERY_LIMIT {
         return Err(Refusal::new(
-            "delivery_limit",
+            RejectReason::DeliveryLimit,
             format!(
                 "delivered {} times without being acked",
                 envelope.delivery_count + 1
@@ -61,14 +61,14 @@ pub fn check(
         let media = ct.split(';').next().unwrap_or_default().trim();
         if !media.eq_ignore_ascii_case("application/json") {
             return Err(Refusal::new(
-                "unsupported_content_type",
+                RejectReason::UnsupportedContentType,
                 format!("content_type {ct:?} is not application/json"),
             ));
         }
     }
     let routed = TenantSlug::from_routing_key(envelope.routing_key).map_err(|_| {
         Refusal::new(
-            "bad_routing_key",
+            RejectReason::BadRoutingKey,
             format!(
                 "routing key {:?} is not v1.<tenant>.report",
                 envelope.routing_key
@@ -79,37 +79,42 @@ pub fn check(
         Some(user) if !user.is_empty() => user,
         _ => {
             return Err(Refusal::new(
-                "missing_user_id",
+                RejectReason::MissingUserId,
                 "the message has no user_id property",
             ));
         }
     };
     let Some(tenant) = publishers.get(user) else {
         return Err(Refusal::new(
-            "unknown_publisher",
+            RejectReason::UnknownPublisher,
             format!("AMQP user {user:?} publishes for no tenant"),
         ));
     };
     if *tenant != routed {
         return Err(Refusal::new(
-            "tenant_mismatch",
+            RejectReason::TenantMismatch,
             format!("routing key names tenant {routed}, but user {user:?} publishes for {tenant}"),
         ));
     }
     let report =
-        Report::parse(envelope.body).map_err(|e| Refusal::new(e.reason(), e.to_string()))?;
+        Report::parse(envelope.body).map_err(|e| Refusal::new(e.reject_reason(), e.to_string()))?;
     if let Some(id) = envelope.message_id {
         let expected = report.message_id();
         if id != expected {
             return Err(Refusal::new(
-                "message_id_mismatch",
+                RejectReason::MessageIdMismatch,
                 format!("message_id {id:?} is not <terminal_id>/<seq> = {expected:?}"),
             ));
         }
     }
     // Kept verbatim; Report::parse refused a body that is not UTF-8.
     let body = std::str::from_utf8(envelope.body)
-        .map_err(|e| Refusal::new("invalid_json", format!("the body is not UTF-8: {e}")))?
+        .map_err(|e| {
+            Refusal::new(
+                RejectReason::InvalidJson,
+                format!("the body is not UTF-8: {e}"),
+            )
+        })?
         .to_owned();
     Ok(IncomingReport {
         tenant: tenant.clone(),
@@ -142,7 +147,7 @@ mod tests {
         }
     }
 
-    fn reason(e: Envelope<'_>) -> &'static str {
+    fn reason(e: Envelope<'_>) -> RejectReason {
         check(e, &publishers(), fleet_store::now_jst())
             .unwrap_err()
             .reason
@@ -168,49 +173,49 @@ mod tests {
                 user_id: None,
                 ..envelope()
             }),
-            "missing_user_id"
+            RejectReason::MissingUserId
         );
         assert_eq!(
             reason(Envelope {
                 user_id: Some("mallory"),
                 ..envelope()
             }),
-            "unknown_publisher"
+            RejectReason::UnknownPublisher
         );
         assert_eq!(
             reason(Envelope {
                 routing_key: "v1.other.report",
                 ..envelope()
             }),
-            "tenant_mismatch"
+            RejectReason::TenantMismatch
         );
         assert_eq!(
             reason(Envelope {
                 routing_key: "v1.BAD.report",
                 ..envelope()
             }),
-            "bad_routing_key"
+            RejectReason::BadRoutingKey
         );
         assert_eq!(
             reason(Envelope {
                 content_type: Some("text/plain"),
                 ..envelope()
             }),
-            "unsupported_content_type"
+            RejectReason::UnsupportedContentType
         );
         assert_eq!(
             reason(Envelope {
                 message_id: Some("x/1"),
                 ..envelope()
             }),
-            "message_id_mismatch"
+            RejectReason::MessageIdMismatch
         );
         assert_eq!(
             reason(Envelope {
                 body: b"{",
                 ..envelope()
             }),
-            "invalid_json"
+            RejectReason::InvalidJson
         );
     }
 }

@@ -14,6 +14,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel};
 use tokio::sync::watch;
 
+use fleet_protocol::{RejectReason, SecretUrl, SharedClock, SystemClock};
 use fleet_store::{Outcome, Store};
 
 use crate::broker::{self, BrokerHealth, backoff};
@@ -24,21 +25,29 @@ use crate::topology::{self, DEAD, INGEST_QUEUE, REJECT_DETAIL_HEADER, REJECT_REA
 /// How the consumer runs.
 #[derive(Clone, Debug)]
 pub struct IngestSettings {
-    pub amqp_url: String,
+    /// Prints without its password.
+    pub amqp_url: SecretUrl,
     /// Most messages written in one transaction.
     pub batch_size: u16,
     /// Longest wait for a batch to fill once its first message arrived.
     pub max_wait: Duration,
+    /// How often the publisher table (AMQP user → tenant) and the campaigns are
+    /// re-read from the store: how long a new tenant waits before its reports count.
+    pub refresh_every: Duration,
+    /// What "now" is: a report's `received_at` and a batch's `now` (contract §6).
+    pub clock: SharedClock,
 }
 
 impl Default for IngestSettings {
     fn default() -> Self {
         Self {
-            amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned(),
+            amqp_url: SecretUrl::new("amqp://guest:guest@127.0.0.1:5672/%2f"),
             // Under a backlog 2000 drains faster than 1000 (docs/BENCHMARKS.md);
             // at everyday rates batches close on `max_wait` long before either.
             batch_size: 2000,
             max_wait: Duration::from_millis(50),
+            refresh_every: DEFAULT_REFRESH_EVERY,
+            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -53,8 +62,9 @@ pub fn prefetch_for(batch_size: u16) -> u16 {
     batch_size.saturating_mul(PREFETCH_BATCHES).max(1)
 }
 
-/// How often the tenant map and the campaigns are re-read from the store.
-const REFRESH_EVERY: Duration = Duration::from_secs(10);
+/// How often the tenant map and the campaigns are re-read from the store, unless
+/// [`IngestSettings::refresh_every`] says otherwise.
+pub const DEFAULT_REFRESH_EVERY: Duration = Duration::from_secs(10);
 
 /// Consumes `fleet.ingest` until `shutdown` turns true, reconnecting with backoff
 /// whenever the broker goes away. The batch in hand at shutdown is either committed
@@ -106,7 +116,7 @@ async fn consume(
     shutdown: &mut watch::Receiver<bool>,
     attempt: &mut u32,
 ) -> anyhow::Result<()> {
-    let conn = broker::connect(&settings.amqp_url, "fleetd-ingest")
+    let conn = broker::connect(settings.amqp_url.expose_url(), "fleetd-ingest")
         .await
         .context("connecting to RabbitMQ")?;
     let channel = conn.create_channel().await.context("opening a channel")?;
@@ -161,20 +171,14 @@ async fn consume(
                 None => anyhow::bail!("the broker cancelled the consumer"),
             };
             let started = Instant::now();
-            let mut deliveries = vec![first];
-            let deadline = tokio::time::Instant::now() + settings.max_wait;
-            while deliveries.len() < usize::from(settings.batch_size) {
-                match tokio::time::timeout_at(deadline, consumer.next()).await {
-                    Ok(Some(delivery)) => {
-                        deliveries.push(delivery.context("receiving a delivery")?)
-                    }
-                    Ok(None) | Err(_) => break,
-                }
-            }
-            if context.loaded_at.elapsed() > REFRESH_EVERY {
+            let deliveries =
+                fill_batch(first, &mut consumer, settings.batch_size, settings.max_wait)
+                    .await
+                    .context("receiving a delivery")?;
+            if context.loaded_at.elapsed() > settings.refresh_every {
                 context = BatchContext::load(store).await?;
             }
-            let batch = prepare(deliveries, &context, started);
+            let batch = prepare(deliveries, &context, settings.clock.now(), started);
             if to_writer.send(batch).await.is_err() {
                 // The writer stopped; its result says why.
                 return Ok(());
@@ -195,7 +199,31 @@ async fn consume(
     }
 }
 
-/// What checking needs from the store, re-read every [`REFRESH_EVERY`].
+/// Completes a batch begun by `first`: takes from `more` until the batch holds
+/// `batch_size` or `max_wait` has passed since `first` arrived, whichever is sooner
+/// (or `more` ends). Everyday traffic closes batches on `max_wait`; a backlog fills
+/// them at once.
+async fn fill_batch<T, E, S>(
+    first: T,
+    more: &mut S,
+    batch_size: u16,
+    max_wait: Duration,
+) -> Result<Vec<T>, E>
+where
+    S: futures_util::Stream<Item = Result<T, E>> + Unpin,
+{
+    let mut batch = vec![first];
+    let deadline = tokio::time::Instant::now() + max_wait;
+    while batch.len() < usize::from(batch_size) {
+        match tokio::time::timeout_at(deadline, more.next()).await {
+            Ok(Some(item)) => batch.push(item?),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    Ok(batch)
+}
+
+/// What checking needs from the store, re-read every [`IngestSettings::refresh_every`].
 struct BatchContext {
     publishers: std::collections::HashMap<String, fleet_protocol::TenantSlug>,
     campaigns: std::sync::Arc<Vec<fleet_protocol::Campaign>>,
@@ -224,9 +252,14 @@ struct Prepared {
     started: Instant,
 }
 
-/// Checks every delivery of a batch: pure work, no I/O.
-fn prepare(deliveries: Vec<Delivery>, context: &BatchContext, started: Instant) -> Prepared {
-    let now = fleet_store::now_jst();
+/// Checks every delivery of a batch: pure work, no I/O. `now` is the batch's
+/// `received_at`.
+fn prepare(
+    deliveries: Vec<Delivery>,
+    context: &BatchContext,
+    now: chrono::DateTime<chrono::FixedOffset>,
+    started: Instant,
+) -> Prepared {
     let mut accepted = Vec::with_capacity(deliveries.len());
     let mut accepted_at = Vec::with_capacity(deliveries.len());
     let mut refused = Vec::new();
@@ -348,6 +381,7 @@ async fn settle(
             Outcome::HistoryOnly => "history_only",
             Outcome::Duplicate => "duplicate",
             Outcome::Refused { reason, detail } => {
+                let reason = store_reason(reason);
                 refused.push((accepted_at[k], Refusal { reason, detail }));
                 continue;
             }
@@ -358,7 +392,7 @@ async fn settle(
     for (_, refusal) in &refused {
         metrics
             .dead_lettered
-            .with_label_values(&[refusal.reason])
+            .with_label_values(&[refusal.reason.as_str()])
             .inc();
     }
     if let Some(last) = deliveries.last() {
@@ -374,6 +408,12 @@ async fn settle(
     Ok(())
 }
 
+/// The store still names its refusals with strings; one that is not in the contract's
+/// list is the store's own refusal.
+fn store_reason(reason: &str) -> RejectReason {
+    RejectReason::parse(reason).unwrap_or(RejectReason::StoreRejected)
+}
+
 /// Publishes each refused message to `fleet.dead` with its reason and waits for every
 /// confirm. A nack is an error: the batch stays unacked and comes back.
 async fn dead_letter(
@@ -384,12 +424,12 @@ async fn dead_letter(
     let mut confirms = Vec::with_capacity(refused.len());
     for (i, refusal) in refused {
         let delivery = &batch[*i];
-        tracing::info!(reason = refusal.reason, detail = %refusal.detail, routing_key = %delivery.routing_key, "dead-lettering a message");
+        tracing::info!(reason = refusal.reason.as_str(), detail = %refusal.detail, routing_key = %delivery.routing_key, "dead-lettering a message");
         let original = &delivery.properties;
         let mut headers = original.headers().clone().unwrap_or_default();
         headers.insert(
             REJECT_REASON_HEADER.into(),
-            AMQPValue::LongString(refusal.reason.into()),
+            AMQPValue::LongString(refusal.reason.as_str().into()),
         );
         headers.insert(
             REJECT_DETAIL_HEADER.into(),
@@ -524,7 +564,7 @@ async fn write_one_by_one(
                 }
                 tracing::warn!(error = format!("{err:#}"), message_id = %one.report.message_id(), "the store refuses a report");
                 outcomes.push(Outcome::Refused {
-                    reason: "store_rejected",
+                    reason: RejectReason::StoreRejected.as_str(),
                     detail: format!("{err:#}"),
                 });
             }
@@ -547,5 +587,88 @@ fn delivery_count(properties: &BasicProperties) -> u64 {
         Some(AMQPValue::LongUInt(n)) => u64::from(n),
         Some(AMQPValue::Timestamp(n)) => n,
         _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::mpsc;
+    use tokio::time::Instant as TokioInstant;
+
+    type Items = Box<dyn futures_util::Stream<Item = Result<u32, ()>> + Unpin + Send>;
+
+    /// A stream of deliveries the test feeds by hand.
+    fn deliveries() -> (mpsc::UnboundedSender<u32>, Items) {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|o| o.map(Ok)));
+        (tx, Box::new(stream))
+    }
+
+    const WAIT: Duration = Duration::from_millis(50);
+
+    /// Paused time: the test runs in no real time and measures the virtual time spent.
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_closes_on_max_wait_with_what_arrived_in_time() {
+        let (tx, mut more) = deliveries();
+        tx.send(2).unwrap();
+        let late = tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            late.send(3).unwrap();
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            // 60 ms after the first: too late for this batch.
+            late.send(4).unwrap();
+        });
+        let started = TokioInstant::now();
+        let batch = fill_batch(1, &mut more, 100, WAIT).await.unwrap();
+        assert_eq!(batch, vec![1, 2, 3]);
+        assert_eq!(started.elapsed(), WAIT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_batch_closes_at_once() {
+        let (tx, mut more) = deliveries();
+        for n in 2..=10 {
+            tx.send(n).unwrap();
+        }
+        let started = TokioInstant::now();
+        let batch = fill_batch(1, &mut more, 4, WAIT).await.unwrap();
+        assert_eq!(batch, vec![1, 2, 3, 4]);
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        // The rest waits for the next batch.
+        let next = fill_batch(5, &mut more, 4, WAIT).await.unwrap();
+        assert_eq!(next, vec![5, 5, 6, 7]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_of_one_waits_max_wait_and_no_longer() {
+        let (_tx, mut more) = deliveries();
+        let started = TokioInstant::now();
+        assert_eq!(fill_batch(1, &mut more, 100, WAIT).await.unwrap(), vec![1]);
+        assert_eq!(started.elapsed(), WAIT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_closed_stream_closes_the_batch() {
+        let (tx, mut more) = deliveries();
+        tx.send(2).unwrap();
+        drop(tx);
+        let started = TokioInstant::now();
+        assert_eq!(
+            fill_batch(1, &mut more, 100, WAIT).await.unwrap(),
+            vec![1, 2]
+        );
+        assert_eq!(started.elapsed(), Duration::ZERO);
+    }
+
+    #[test]
+    fn the_store_reasons_keep_their_names_and_unknown_ones_are_store_rejected() {
+        assert_eq!(
+            store_reason("terminal_tenant_mismatch"),
+            RejectReason::TerminalTenantMismatch
+        );
+        assert_eq!(store_reason("invalid_field"), RejectReason::InvalidField);
+        assert_eq!(store_reason("disk_on_fire"), RejectReason::StoreRejected);
     }
 }

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::clinic::ClinicCode;
+use crate::reject::RejectReason;
 
 /// The only schema name this version accepts.
 pub const SCHEMA_V1: &str = "fleet.report.v1";
@@ -263,12 +264,17 @@ pub enum ReportError {
 impl ReportError {
     /// The short, machine-readable reason for the dead-letter header.
     pub fn reason(&self) -> &'static str {
+        self.reject_reason().as_str()
+    }
+
+    /// Why the message is refused, typed.
+    pub fn reject_reason(&self) -> RejectReason {
         match self {
-            Self::TooLarge(_) => "body_too_large",
-            Self::InvalidJson(_) => "invalid_json",
-            Self::MissingField(_) => "missing_field",
-            Self::InvalidField { .. } => "invalid_field",
-            Self::UnsupportedSchema(_) => "unsupported_schema",
+            Self::TooLarge(_) => RejectReason::BodyTooLarge,
+            Self::InvalidJson(_) => RejectReason::InvalidJson,
+            Self::MissingField(_) => RejectReason::MissingField,
+            Self::InvalidField { .. } => RejectReason::InvalidField,
+            Self::UnsupportedSchema(_) => RejectReason::UnsupportedSchema,
         }
     }
 }

@@ -24,7 +24,10 @@ pub mod read;
 mod schema;
 mod sqlite;
 pub mod succession;
+mod url;
 pub use sqlite::DEFAULT_STATE_CACHE;
+pub use url::DatabaseUrl;
+use url::describe;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -71,45 +74,6 @@ enum Writer {
     Sqlite(Arc<sqlite::SqliteWriter>),
     /// PostgreSQL: transactions on the pool.
     Postgres,
-}
-
-/// Where the database is.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum DatabaseUrl {
-    /// An SQLite file, created when missing.
-    Sqlite(String),
-    /// A `postgres://` URL.
-    Postgres(String),
-}
-
-impl DatabaseUrl {
-    /// Parses `FLEET_DATABASE_URL`: `postgres://…`/`postgresql://…`, `sqlite://PATH` or a
-    /// bare file path.
-    pub fn parse(text: &str) -> anyhow::Result<Self> {
-        let text = text.trim();
-        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
-            Ok(Self::Postgres(text.to_owned()))
-        } else if let Some(path) = text
-            .strip_prefix("sqlite://")
-            .or_else(|| text.strip_prefix("sqlite:"))
-        {
-            let path = path.split('?').next().unwrap_or_default();
-            anyhow::ensure!(
-                !path.is_empty(),
-                "FLEET_DATABASE_URL: sqlite URL has no file path"
-            );
-            Ok(Self::Sqlite(path.to_owned()))
-        } else if text.contains("://") {
-            anyhow::bail!("FLEET_DATABASE_URL: {text:?} is neither postgres:// nor sqlite://")
-        } else {
-            anyhow::ensure!(!text.is_empty(), "FLEET_DATABASE_URL: empty");
-            Ok(Self::Sqlite(text.to_owned()))
-        }
-    }
-
-    pub fn is_postgres(&self) -> bool {
-        matches!(self, Self::Postgres(_))
-    }
 }
 
 impl Store {
@@ -335,47 +299,4 @@ impl Store {
 /// The current time in JST.
 pub fn now_jst() -> DateTime<FixedOffset> {
     Utc::now().with_timezone(&fleet_protocol::JST)
-}
-
-/// A database URL for logs, without its password.
-fn describe(url: &DatabaseUrl) -> String {
-    match url {
-        DatabaseUrl::Sqlite(path) => format!("SQLite file {path}"),
-        DatabaseUrl::Postgres(url) => match url.split_once('@') {
-            Some((_, host)) => format!("PostgreSQL at {host}"),
-            None => "PostgreSQL".to_owned(),
-        },
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn database_urls() {
-        assert_eq!(
-            DatabaseUrl::parse("fleet.db").unwrap(),
-            DatabaseUrl::Sqlite("fleet.db".into())
-        );
-        assert_eq!(
-            DatabaseUrl::parse("sqlite://x/y.db?mode=rwc").unwrap(),
-            DatabaseUrl::Sqlite("x/y.db".into())
-        );
-        assert!(
-            DatabaseUrl::parse("postgres://u@h/db")
-                .unwrap()
-                .is_postgres()
-        );
-        assert!(DatabaseUrl::parse("mysql://h/db").is_err());
-        assert!(DatabaseUrl::parse("").is_err());
-    }
-
-    #[test]
-    fn descriptions_hide_passwords() {
-        let d = describe(&DatabaseUrl::Postgres(
-            "postgres://u:secret@h:5432/db".into(),
-        ));
-        assert!(!d.contains("secret"), "{d}");
-    }
 }

@@ -15,19 +15,30 @@ pub mod view;
 use std::sync::Arc;
 
 use actix_web::{App, HttpResponse, HttpServer, get, web};
-use fleet_ingest::BrokerHealth;
+use fleet_protocol::SharedClock;
 use fleet_store::Store;
 use prometheus::{Encoder, Registry, TextEncoder};
 use tokio::sync::watch;
 
 pub use auth::JwtSecret;
 
+/// Whether the broker is reachable, for `/readyz` (contract §5). The web does not
+/// talk to the broker itself: the process that runs it answers (in `fleetd`, from
+/// the ingest consumer's connection or a readiness watcher).
+pub trait Readiness: Send + Sync {
+    /// Was the broker reachable at the last look? Cheap: `/readyz` asks on every probe.
+    fn broker_ready(&self) -> bool;
+}
+
 /// What every handler shares.
 pub struct AppState {
     pub store: Store,
     pub secret: JwtSecret,
     pub registry: Registry,
-    pub broker: Arc<BrokerHealth>,
+    pub broker: Arc<dyn Readiness>,
+    /// The service's clock (contract §6), for what a page judges against "now".
+    /// Token expiry is not judged on it: JWTs expire in real time.
+    pub clock: SharedClock,
 }
 
 #[get("/healthz")]
@@ -38,7 +49,7 @@ async fn healthz() -> HttpResponse {
 #[get("/readyz")]
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let database = state.store.ping().await.is_ok();
-    let broker = state.broker.is_up();
+    let broker = state.broker.broker_ready();
     let body = serde_json::json!({
         "database": if database { "ok" } else { "unreachable" },
         "broker": if broker { "ok" } else { "unreachable" },
