@@ -381,7 +381,6 @@ async fn settle(
             Outcome::HistoryOnly => "history_only",
             Outcome::Duplicate => "duplicate",
             Outcome::Refused { reason, detail } => {
-                let reason = store_reason(reason);
                 refused.push((accepted_at[k], Refusal { reason, detail }));
                 continue;
             }
@@ -406,12 +405,6 @@ async fn settle(
         .batch_seconds
         .observe(started.elapsed().as_secs_f64());
     Ok(())
-}
-
-/// The store still names its refusals with strings; one that is not in the contract's
-/// list is the store's own refusal.
-fn store_reason(reason: &str) -> RejectReason {
-    RejectReason::parse(reason).unwrap_or(RejectReason::StoreRejected)
 }
 
 /// Publishes each refused message to `fleet.dead` with its reason and waits for every
@@ -564,7 +557,7 @@ async fn write_one_by_one(
                 }
                 tracing::warn!(error = format!("{err:#}"), message_id = %one.report.message_id(), "the store refuses a report");
                 outcomes.push(Outcome::Refused {
-                    reason: RejectReason::StoreRejected.as_str(),
+                    reason: RejectReason::StoreRejected,
                     detail: format!("{err:#}"),
                 });
             }
@@ -660,15 +653,5 @@ mod tests {
             vec![1, 2]
         );
         assert_eq!(started.elapsed(), Duration::ZERO);
-    }
-
-    #[test]
-    fn the_store_reasons_keep_their_names_and_unknown_ones_are_store_rejected() {
-        assert_eq!(
-            store_reason("terminal_tenant_mismatch"),
-            RejectReason::TerminalTenantMismatch
-        );
-        assert_eq!(store_reason("invalid_field"), RejectReason::InvalidField);
-        assert_eq!(store_reason("disk_on_fire"), RejectReason::StoreRejected);
     }
 }

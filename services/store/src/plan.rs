@@ -17,7 +17,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use anyhow::Context;
 use chrono::{DateTime, FixedOffset};
-use fleet_protocol::{Applied, Campaign, ClinicCode, Report, TenantSlug, TerminalState};
+use fleet_protocol::{
+    Applied, Campaign, ClinicCode, RejectReason, Report, TenantSlug, TerminalState,
+};
 use uuid::Uuid;
 
 /// A parsed report and where it came from.
@@ -43,7 +45,7 @@ pub enum Outcome {
     Duplicate,
     /// Not stored, for a reason that goes to the dead-letter header.
     Refused {
-        reason: &'static str,
+        reason: RejectReason,
         detail: String,
     },
 }
@@ -194,7 +196,7 @@ pub(crate) fn screen(
         let id = r.terminal_id.to_string();
         if i64::try_from(r.seq).is_err() {
             outcomes[i] = Some(Outcome::Refused {
-                reason: "invalid_field",
+                reason: RejectReason::InvalidField,
                 detail: format!(
                     "seq: {} is above 9223372036854775807, which this service cannot store",
                     r.seq
@@ -211,7 +213,7 @@ pub(crate) fn screen(
         });
         if owner.tenant != incoming.tenant {
             outcomes[i] = Some(Outcome::Refused {
-                reason: "terminal_tenant_mismatch",
+                reason: RejectReason::TerminalTenantMismatch,
                 detail: format!(
                     "terminal {id} belongs to tenant {}, not {}",
                     owner.tenant, incoming.tenant
