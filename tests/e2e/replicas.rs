@@ -73,7 +73,7 @@ async fn two_consumers(kind: DbKind) -> anyhow::Result<()> {
     let database = DatabaseUrl::parse(&db.url)?;
     let store = Store::connect(&database).await?;
     store.migrate().await?;
-    store.seed_defaults().await?;
+    store.seed_defaults(fleet_store::now_jst()).await?;
     let conn =
         lapin::Connection::connect(&vhost.url(), lapin::ConnectionProperties::default()).await?;
     fleet_ingest::topology::declare(&conn.create_channel().await?).await?;

@@ -31,7 +31,7 @@ pub use settings::Settings;
 pub async fn migrate(settings: &Settings) -> anyhow::Result<Store> {
     let store = Store::connect(&settings.database).await?;
     store.migrate().await?;
-    store.seed_defaults().await?;
+    store.seed_defaults(settings.clock.now()).await?;
     Ok(store)
 }
 

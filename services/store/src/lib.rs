@@ -127,10 +127,9 @@ impl Store {
     }
 
     /// Inserts what an embedded install starts with, once: tenant `demo`, AMQP user
-    /// `guest` publishing for it, and the seeded campaigns.
-    pub async fn seed_defaults(&self) -> anyhow::Result<()> {
-        let now = now_jst();
-        self.add_tenant(DEMO_TENANT, "デモ事業者", &[DEMO_PUBLISHER])
+    /// `guest` publishing for it, and the seeded campaigns (created at `now`).
+    pub async fn seed_defaults(&self, now: DateTime<FixedOffset>) -> anyhow::Result<()> {
+        self.add_tenant(DEMO_TENANT, "デモ事業者", &[DEMO_PUBLISHER], now)
             .await?;
         let campaign = Campaign::face_library_5_1_0();
         let definition = serde_json::to_string(&campaign)?;
@@ -153,12 +152,13 @@ impl Store {
         slug: &str,
         name: &str,
         publishers: &[&str],
+        now: DateTime<FixedOffset>,
     ) -> anyhow::Result<()> {
         let slug = TenantSlug::parse(slug)?;
         let insert = Query::insert()
             .into_table(Tenants::Table)
             .columns([Tenants::Slug, Tenants::Name, Tenants::CreatedAt])
-            .values([slug.as_str().into(), name.into(), now_jst().into()])?
+            .values([slug.as_str().into(), name.into(), now.into()])?
             .on_conflict(OnConflict::column(Tenants::Slug).do_nothing().to_owned())
             .to_owned();
         self.db.execute(&insert).await.context("adding a tenant")?;
@@ -296,7 +296,8 @@ impl Store {
     }
 }
 
-/// The current time in JST.
+/// The system clock's time in JST, for tests and tools; the service reads its own
+/// clock (`fleet_protocol::clock`) and hands the store `now` wherever time matters.
 pub fn now_jst() -> DateTime<FixedOffset> {
     Utc::now().with_timezone(&fleet_protocol::JST)
 }

@@ -925,7 +925,7 @@ mod tests {
             store.connection().execute_unprepared(&sql).await.unwrap();
         }
         store.migrate().await.unwrap();
-        store.seed_defaults().await.unwrap();
+        store.seed_defaults(crate::now_jst()).await.unwrap();
 
         assert_eq!(write(&store, report(5, 10)).await, Outcome::Duplicate);
         assert_eq!(write(&store, report(6, 11)).await, Outcome::Applied);
@@ -966,7 +966,7 @@ mod tests {
     async fn a_terminal_without_a_history_key_keeps_the_one_it_is_given() {
         let (dir, store) = temp_store().await;
         store.migrate().await.unwrap();
-        store.seed_defaults().await.unwrap();
+        store.seed_defaults(crate::now_jst()).await.unwrap();
         let newest = report(5, 10);
         let state =
             serde_json::to_string(&fleet_protocol::TerminalState::from_first(&newest.report))
@@ -1006,7 +1006,7 @@ mod tests {
     async fn a_terminal_that_reports_another_clinic_moves_there() {
         let (dir, store) = temp_store().await;
         store.migrate().await.unwrap();
-        store.seed_defaults().await.unwrap();
+        store.seed_defaults(crate::now_jst()).await.unwrap();
         let elsewhere = |seq: u64, minute: u32| {
             let mut r = report(seq, minute);
             r.body = r.body.replace("0141234567", "2712345678");
@@ -1056,7 +1056,7 @@ mod tests {
     async fn a_campaign_state_keeps_its_first_sighting() {
         let (dir, store) = temp_store().await;
         store.migrate().await.unwrap();
-        store.seed_defaults().await.unwrap();
+        store.seed_defaults(crate::now_jst()).await.unwrap();
         let campaigns = Arc::new(store.campaigns().await.unwrap());
         let at = |t: &str| fleet_protocol::rfc3339::parse(t).unwrap();
         let during = |seq: u64, hour: u32| {
@@ -1120,7 +1120,7 @@ mod tests {
     async fn cached_campaign_states_keep_the_counters_exact() {
         let (dir, store) = temp_store().await;
         store.migrate().await.unwrap();
-        store.seed_defaults().await.unwrap();
+        store.seed_defaults(crate::now_jst()).await.unwrap();
         let campaigns = Arc::new(store.campaigns().await.unwrap());
         let now = fleet_protocol::rfc3339::parse("2026-01-22T12:00:00+09:00").unwrap();
         // Running 5.1.0 and no restart pending: updated; 5.0.3 with 5.1.0 downloaded
@@ -1188,7 +1188,7 @@ mod tests {
     async fn a_write_by_another_connection_empties_the_state_cache() {
         let (dir, store) = temp_store().await;
         store.migrate().await.unwrap();
-        store.seed_defaults().await.unwrap();
+        store.seed_defaults(crate::now_jst()).await.unwrap();
 
         assert_eq!(write(&store, report(5, 10)).await, Outcome::Applied);
         // Another connection (the pool) moves the stored state on to seq 10.

@@ -57,7 +57,7 @@ async fn fresh(postgres: bool) -> Fresh {
     };
     let store = Store::connect(&url).await.unwrap();
     store.migrate().await.unwrap();
-    store.seed_defaults().await.unwrap();
+    store.seed_defaults(fleet_store::now_jst()).await.unwrap();
     Fresh { store, drop }
 }
 

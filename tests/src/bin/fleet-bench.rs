@@ -593,7 +593,7 @@ impl Bench {
         println!("  (load average before: {})", load());
         let setup = self.setup(db).await?;
         let store = Store::connect(&setup.database).await?;
-        store.seed_defaults().await?;
+        store.seed_defaults(fleet_store::now_jst()).await?;
         // The same setting fleetd reads.
         if let Ok(n) = std::env::var("FLEET_INGEST_STATE_CACHE") {
             store.set_state_cache(n.parse().context("FLEET_INGEST_STATE_CACHE")?);
