@@ -527,11 +527,13 @@ enabled = false
         let seqs = SeqStore::new(&state_dir);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let start = Instant::now();
+        // Read before the loop starts: its first report may be written within the
+        // loop's first poll, before the observer below is first polled.
+        let mut next_seq = seqs.peek().unwrap();
         let observe = async {
             // Half a second after each whole second: a check due at that second has
             // finished (the clock does not move while the probes' blocking task runs).
             let mut reported_at = Vec::new();
-            let mut next_seq = seqs.peek().unwrap();
             for second in 0..250u64 {
                 tokio::time::sleep_until(start + Duration::from_millis(second * 1000 + 500)).await;
                 let now = seqs.peek().unwrap();
