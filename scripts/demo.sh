@@ -7,8 +7,9 @@ source scripts/lib.sh
 ensure_rabbitmq
 
 log "building (first time takes a few minutes)"
-cargo build --quiet --bin fleetd --bin fleet-sim --bin fleet-agent
-bin="$(pwd)/target/debug"
+# fleet-sim comes from the tools crate (tests/tools), not from the agent.
+cargo build --quiet -p fleetd -p fleet-agent -p fleet-tools --bin fleetd --bin fleet-agent --bin fleet-sim
+bin="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug"
 
 mkdir -p .demo
 cd .demo

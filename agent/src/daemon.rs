@@ -30,7 +30,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use fleet_protocol::Report;
-use rand::Rng;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::config::Settings;
@@ -106,6 +107,8 @@ pub struct Agent {
     /// `None` while disconnected.
     publisher: Option<Publisher>,
     backoff: Backoff,
+    /// Draws the backoff's jitter; one generator per agent, so a test can seed it.
+    jitter: StdRng,
     /// No connection attempt before this instant.
     next_connect: Instant,
     /// The state part of the last spooled report, to tell a change from a heartbeat.
@@ -152,6 +155,7 @@ impl Agent {
             probes,
             publisher: None,
             backoff: Backoff::default(),
+            jitter: StdRng::from_rng(&mut rand::rng()),
             next_connect: Instant::now(),
             last_state: None,
             last_report_at: None,
@@ -177,6 +181,11 @@ impl Agent {
     /// Failed attempts to get a report confirmed since the last confirm.
     pub fn consecutive_failures(&self) -> u32 {
         self.backoff.failures()
+    }
+
+    /// While disconnected, no connection attempt is made before this instant.
+    pub fn next_attempt(&self) -> Instant {
+        self.next_connect
     }
 
     /// Takes a snapshot and spools it whatever it shows; returns its `seq`.
@@ -340,7 +349,7 @@ impl Agent {
                         "report not confirmed; kept in the spool to retry"
                     );
                     // A nack is as much a failure as a lost connection: back off.
-                    let delay = self.backoff.next_delay(&mut rand::rng());
+                    let delay = self.backoff.next_delay(&mut self.jitter);
                     self.next_connect = Instant::now() + delay;
                     break;
                 }
@@ -353,7 +362,7 @@ impl Agent {
     }
 
     fn schedule_reconnect(&mut self, err: &PublishError) {
-        let delay = self.backoff.next_delay(&mut rand::rng());
+        let delay = self.backoff.next_delay(&mut self.jitter);
         self.next_connect = Instant::now() + delay;
         tracing::warn!(
             error = %err,
@@ -443,10 +452,160 @@ impl Agent {
 
 #[cfg(test)]
 mod tests {
-    use rand::SeedableRng;
-    use rand::rngs::StdRng;
+    use std::path::{Path, PathBuf};
 
     use super::*;
+
+    /// A scratch directory for one test's state and spool, removed on drop.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(name: &str) -> Self {
+            let dir = std::env::temp_dir().join(format!(
+                "fleet-agent-daemon-{name}-{}",
+                uuid::Uuid::new_v4()
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            Self(dir)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// The example terminal's files, a report every 60 s and a look every 10 s,
+    /// nothing on the network but the broker at `amqp_url`.
+    fn settings(state_dir: &Path, amqp_url: &str) -> Settings {
+        let terminal =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fixtures/sample-terminal");
+        let path = |file: &str| terminal.join(file).display().to_string().replace('\\', "/");
+        let text = format!(
+            r#"
+terminal_id = "{terminal_id}"
+clinic_code = "2712345678"
+tenant = "demo"
+amqp_url = "{amqp_url}"
+state_dir = "{state_dir}"
+interval_secs = 60
+check_interval_secs = 10
+
+[host]
+booted_at_file = "{booted}"
+
+[versions]
+face_library = "{face}"
+
+[distribution]
+record_file = "{record}"
+
+[line_auth]
+enabled = false
+"#,
+            terminal_id = uuid::Uuid::new_v4(),
+            state_dir = state_dir.display().to_string().replace('\\', "/"),
+            booted = path("booted_at.txt"),
+            face = path("OQS-Auth/Version.info"),
+            record = path("distribution.txt"),
+        );
+        Settings::from_toml(&text, Path::new("daemon-test.toml")).unwrap()
+    }
+
+    /// The run loop on a paused clock: the terminal never changes, so reports come
+    /// from the interval alone — one at the start, then one every 60 s, none in
+    /// between although the terminal is looked at every 10 s.
+    #[tokio::test(start_paused = true)]
+    async fn the_run_loop_reports_once_per_interval_and_never_early() {
+        let scratch = Scratch::new("interval");
+        let state_dir = scratch.0.join("state");
+        let mut agent =
+            Agent::new(settings(&state_dir, "amqp://guest:guest@127.0.0.1:1/%2f")).unwrap();
+        // Nothing to send to: no connection attempt while the test runs.
+        agent.next_connect = Instant::now() + Duration::from_secs(24 * 3600);
+        let seqs = SeqStore::new(&state_dir);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let start = Instant::now();
+        // Read before the loop starts: its first report may be written within the
+        // loop's first poll, before the observer below is first polled.
+        let mut next_seq = seqs.peek().unwrap();
+        let observe = async {
+            // Half a second after each whole second: a check due at that second has
+            // finished (the clock does not move while the probes' blocking task runs).
+            let mut reported_at = Vec::new();
+            for second in 0..250u64 {
+                tokio::time::sleep_until(start + Duration::from_millis(second * 1000 + 500)).await;
+                let now = seqs.peek().unwrap();
+                if now != next_seq {
+                    assert_eq!(now, next_seq + 1, "one report at a time");
+                    reported_at.push(second);
+                    next_seq = now;
+                }
+            }
+            let _ = stop.send(());
+            reported_at
+        };
+        let ((), reported_at) = tokio::join!(
+            agent.run(async {
+                let _ = stopped.await;
+            }),
+            observe
+        );
+        assert_eq!(reported_at, [0, 60, 120, 180, 240]);
+    }
+
+    /// Reconnection on a paused clock, against a port where nothing listens: each
+    /// failure draws the next delay under a ceiling that doubles up to the cap, the
+    /// agent waits exactly that delay (a flush before it does not even try), and
+    /// then tries again.
+    #[tokio::test(start_paused = true)]
+    async fn reconnects_wait_the_drawn_delays_under_a_growing_ceiling() {
+        let scratch = Scratch::new("backoff");
+        let settings = settings(
+            &scratch.0.join("state"),
+            "amqp://guest:guest@127.0.0.1:1/%2f",
+        );
+        let (base, cap) = (Duration::from_secs(1), Duration::from_secs(8));
+        let mut agent = Agent::new(settings)
+            .unwrap()
+            .with_backoff(Backoff::new(base, cap));
+        agent.jitter = StdRng::seed_from_u64(11);
+        // The same draws, made beside the agent: what it must wait.
+        let mut model = Backoff::new(base, cap);
+        let mut model_jitter = StdRng::seed_from_u64(11);
+        agent.collect().await.unwrap();
+
+        let mut ceilings = Vec::new();
+        for failures in 1..=6u32 {
+            ceilings.push(agent.backoff.ceiling().as_secs());
+            let expected = model.next_delay(&mut model_jitter);
+            assert_eq!(agent.flush().await, 0, "nothing listens there");
+            assert_eq!(agent.consecutive_failures(), failures);
+            let wait = agent.next_attempt() - Instant::now();
+            assert_eq!(wait, expected, "attempt {failures} waits its drawn delay");
+            assert!(wait <= Duration::from_secs(ceilings[ceilings.len() - 1]));
+
+            // Not a millisecond early.
+            if let Some(early) = wait.checked_sub(Duration::from_millis(1)) {
+                tokio::time::advance(early).await;
+                assert_eq!(agent.flush().await, 0);
+                assert_eq!(
+                    agent.consecutive_failures(),
+                    failures,
+                    "no attempt before the delay"
+                );
+            }
+            tokio::time::sleep_until(agent.next_attempt()).await;
+        }
+        assert_eq!(
+            ceilings,
+            [1, 2, 4, 8, 8, 8],
+            "the ceiling doubles up to the cap"
+        );
+        assert_eq!(agent.pending(), 1, "the report stays in the spool");
+        agent.close().await;
+    }
 
     #[test]
     fn backoff_ceiling_doubles_up_to_the_cap() {

@@ -21,8 +21,8 @@
 //!   per interval, send the spool oldest first, reconnect with exponential backoff
 //!   and full jitter, and stop cleanly on SIGTERM or ctrl-c.
 //!
-//! - [`sim`]: the fleet simulator behind the `fleet-sim` binary (many terminals, one
-//!   pure report function, a pipelined publisher); the agent itself never uses it.
+//! Nothing else: the fleet simulator and the benchmarks live in the tools crate
+//! (`tests/tools`, package `fleet-tools`) and use this library from outside.
 //!
 //! `main.rs` only parses the command line, sets up logging and calls into these.
 
@@ -31,10 +31,7 @@ pub mod daemon;
 pub mod probe;
 pub mod publish;
 pub mod seq;
-pub mod sim;
 pub mod spool;
-#[doc(hidden)]
-pub mod stress;
 
 pub use config::{AmqpTarget, ConfigError, Settings};
 pub use daemon::Agent;

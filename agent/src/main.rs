@@ -40,41 +40,6 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
-    /// Test only: append reports to a spool as fast as possible, printing
-    /// `synced <seq>` once each is durable, until killed (the SIGKILL test).
-    #[command(hide = true)]
-    SpoolStress {
-        /// The spool directory; `<dir>/state` holds the seq.
-        #[arg(long)]
-        dir: PathBuf,
-        /// The terminal the reports are for.
-        #[arg(long)]
-        terminal_id: uuid::Uuid,
-        /// Stop after this many appends (0: until killed).
-        #[arg(long, default_value_t = 0)]
-        count: u64,
-    },
-    /// Benchmark only: spool append and replay throughput in a fresh directory.
-    #[command(hide = true)]
-    SpoolBench {
-        #[arg(long)]
-        dir: PathBuf,
-        #[arg(long, default_value_t = 20_000)]
-        count: u64,
-        /// always | never | interval (1 s)
-        #[arg(long, default_value = "always")]
-        fsync: String,
-    },
-    /// Benchmark only: CPU time of one look at the terminal, as `report` and as the
-    /// daemon takes it.
-    #[command(hide = true)]
-    ProbeBench {
-        /// The settings file (TOML).
-        #[arg(long)]
-        config: PathBuf,
-        #[arg(long, default_value_t = 2_000)]
-        count: u32,
-    },
 }
 
 fn main() -> ExitCode {
@@ -88,26 +53,6 @@ fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Report { config } => report(&config),
         Command::Run { config, once } => run(&config, once),
-        Command::SpoolStress {
-            dir,
-            terminal_id,
-            count,
-        } => fleet_agent::stress::spool_stress(&dir, terminal_id, count),
-        Command::SpoolBench { dir, count, fsync } => {
-            use fleet_agent::spool::FsyncPolicy;
-            let policy = match fsync.as_str() {
-                "always" => Ok(FsyncPolicy::Always),
-                "never" => Ok(FsyncPolicy::Never),
-                "interval" => Ok(FsyncPolicy::Interval(std::time::Duration::from_secs(1))),
-                other => Err(anyhow::anyhow!(
-                    "--fsync {other}: always, never or interval"
-                )),
-            };
-            policy.and_then(|p| fleet_agent::stress::spool_bench(&dir, count, p))
-        }
-        Command::ProbeBench { config, count } => Settings::load(&config)
-            .map_err(anyhow::Error::from)
-            .and_then(|s| fleet_agent::stress::probe_bench(s, count)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

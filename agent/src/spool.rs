@@ -753,7 +753,7 @@ pub struct DiskStorage {
     /// Segments created since the directory was last synced.
     new_files: Vec<u64>,
     /// Test knob: write appends in pieces of this many bytes, so that a process
-    /// killed mid-append leaves a torn record behind (`fleet-agent spool-stress`).
+    /// killed mid-append leaves a torn record behind (`tests/agent/spool_kill.rs`).
     chunk: Option<usize>,
 }
 

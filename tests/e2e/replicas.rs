@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use fleet_e2e::DbKind;
-use fleet_e2e::broker::TestVhost;
+use fleet_e2e::broker::{Props, Publisher, TestVhost};
 use fleet_e2e::db::TestDb;
 use fleet_e2e::reports::{in_state, terminal_id};
 use fleet_protocol::{CampaignState, Report, TenantSlug};
@@ -81,17 +81,19 @@ async fn two_consumers(kind: DbKind) -> anyhow::Result<()> {
     // The queue holds every report, terminal after terminal, before either replica
     // starts: both are busy from the first moment to the last, each with the same
     // terminal as the other most of the time.
-    let tenant = TenantSlug::parse("demo")?;
-    let mut pipeline =
-        fleet_agent::sim::Pipeline::connect(&vhost.url(), &tenant, 500, None).await?;
+    let routing_key = TenantSlug::parse("demo")?.routing_key();
+    let publisher = Publisher::connect(&vhost.url()).await?;
     for n in 1..=TERMINALS {
         for seq in 1..=SEQS {
             let body =
                 serde_json::to_vec(&in_state(&terminal_id(n), seq, CLINIC, state_at(n, seq)))?;
-            pipeline.send(&Report::parse(&body)?).await?;
+            let props = Props {
+                message_id: Some(Report::parse(&body)?.message_id()),
+                ..Props::default()
+            };
+            publisher.publish(&routing_key, &body, props).await?;
         }
     }
-    pipeline.close().await?;
     let sent = u64::from(TERMINALS) * SEQS;
 
     let (stop, shutdown) = tokio::sync::watch::channel(false);

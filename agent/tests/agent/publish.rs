@@ -141,6 +141,11 @@ async fn a_nacked_report_is_kept_and_sent_again_with_the_same_message_id() {
     let seq = agent.collect().await.unwrap();
     assert_eq!(agent.flush().await, 0, "a nack is not a success");
     assert_eq!(agent.pending(), 1, "the report is kept");
+    assert_eq!(
+        agent.consecutive_failures(),
+        1,
+        "a nack counts as a failure"
+    );
 
     channel
         .queue_delete("full".into(), QueueDeleteOptions::default())
@@ -149,6 +154,11 @@ async fn a_nacked_report_is_kept_and_sent_again_with_the_same_message_id() {
     bound_queue(&channel, "ingest", "v1.*.report", FieldTable::default()).await;
     assert_eq!(agent.flush().await, 1, "the retry is confirmed");
     assert_eq!(agent.pending(), 0);
+    assert_eq!(
+        agent.consecutive_failures(),
+        0,
+        "a confirm resets the backoff"
+    );
     agent.close().await;
 
     let report = check_delivery(&get(&channel, "ingest").await.expect("the retried report"));
@@ -352,7 +362,8 @@ async fn backoff_grows_while_publishes_fail_even_if_connects_succeed() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while agent.consecutive_failures() < 4 && tokio::time::Instant::now() < deadline {
         assert_eq!(agent.flush().await, 0);
-        tokio::time::sleep(Duration::from_millis(60)).await;
+        // Until the backoff allows the next attempt, not a guessed while.
+        tokio::time::sleep_until(agent.next_attempt()).await;
     }
     assert!(
         agent.consecutive_failures() >= 4,

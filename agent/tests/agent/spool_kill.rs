@@ -1,22 +1,126 @@
-//! The agent binary killed with SIGKILL at random moments while it writes its spool,
-//! 200 rounds on one spool directory: the spool always reopens, no report it said was
+//! The spool killed with SIGKILL at random moments while a process writes it, 200
+//! rounds on one spool directory: the spool always reopens, no report it said was
 //! durable is lost, no record comes back corrupt, and finally everything left is
 //! published through the real delivery path to a real RabbitMQ and every message is
 //! a valid report with its own `message_id`.
+//!
+//! The process killed is this test binary itself, running only [`stress_writer`]
+//! (an ignored test that the killer starts with `--ignored --exact`): the shipped
+//! `fleet-agent` has no test modes.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fleet_agent::Agent;
-use fleet_agent::spool::Spool;
-use fleet_agent::stress::{stress_config, stress_report};
-use fleet_protocol::Report;
+use chrono::{DateTime, FixedOffset, TimeZone};
+use fleet_agent::spool::{DiskStorage, FsyncPolicy, Spool, SpoolConfig};
+use fleet_agent::{Agent, SeqStore};
+use fleet_protocol::report::{Host, SCHEMA_V1};
+use fleet_protocol::{ClinicCode, Report};
 use lapin::options::BasicGetOptions;
 use rand::Rng;
+use uuid::Uuid;
 
 use crate::helpers::{TempDir, Vhost, sample_config};
+
+/// Tells a child run of this binary where to write, and as which terminal.
+const DIR_VAR: &str = "FLEET_SPOOL_STRESS_DIR";
+const TERMINAL_VAR: &str = "FLEET_SPOOL_STRESS_TERMINAL";
+/// The file the writer logs its steps to (see [`stress_writer`]).
+const SAID_VAR: &str = "FLEET_SPOOL_STRESS_SAID";
+
+/// The spool settings of the writer: `fsync = always` and a small segment, so that
+/// rollover and deletion happen often.
+fn stress_config() -> SpoolConfig {
+    SpoolConfig {
+        max_bytes: 1 << 30,
+        segment_bytes: 16 * 1024,
+        fsync: FsyncPolicy::Always,
+    }
+}
+
+/// The report the writer spools for `seq`, a function of its `seq` so that any
+/// corruption shows: sizes vary from ~300 B to ~4 KiB.
+fn stress_report(terminal_id: Uuid, seq: u64) -> Report {
+    let filler_len = usize::try_from(seq.wrapping_mul(7919) % 3800).unwrap();
+    let filler: String = (0..filler_len)
+        .map(|i| char::from(b'a' + ((seq as usize + i) % 26) as u8))
+        .collect();
+    let offset = FixedOffset::east_opt(9 * 3600).unwrap();
+    let observed_at: DateTime<FixedOffset> = offset
+        .timestamp_opt(1_768_800_000 + i64::try_from(seq % 1_000_000).unwrap(), 0)
+        .unwrap();
+    Report {
+        schema: SCHEMA_V1.to_owned(),
+        terminal_id,
+        seq,
+        observed_at,
+        clinic_code: ClinicCode::parse("2712345678").unwrap(),
+        agent_version: Some(fleet_agent::AGENT_VERSION.to_owned()),
+        host: Some(Host {
+            hostname: Some(format!("STRESS-{seq}-{filler}")),
+            ..Host::default()
+        }),
+        versions: None,
+        distribution: None,
+        reboot: None,
+        line_auth: None,
+        reader: None,
+        nfc_reader: None,
+        certificate: None,
+    }
+}
+
+/// The process the killer kills: appends reports to the spool in `$DIR_VAR` as fast
+/// as it can, every append written in 7-byte pieces (so a kill leaves torn records),
+/// and acknowledges all but the newest two reports every fourth append. It logs each
+/// step to `$SAID_VAR`, one `write` per line, *after* the step is durable:
+///
+/// - `appending <seq>` before an append starts,
+/// - `synced <seq>` once the report is on disk,
+/// - `acking <seq>` before an acknowledgement starts, `acked <seq>` once it is on
+///   disk.
+///
+/// (A file, not stdout: the test harness writes to stdout too.) Without the
+/// variables it does nothing.
+#[test]
+#[ignore = "the child process of the SIGKILL test, which starts it"]
+fn stress_writer() {
+    let (Some(dir), Some(terminal_id), Some(said)) = (
+        std::env::var_os(DIR_VAR),
+        std::env::var(TERMINAL_VAR).ok(),
+        std::env::var_os(SAID_VAR),
+    ) else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    let terminal_id: Uuid = terminal_id.parse().unwrap();
+    let mut said = std::fs::File::create(said).unwrap();
+    let mut say = |what: &str, seq: u64| said.write_all(format!("{what} {seq}\n").as_bytes());
+    let storage = DiskStorage::open(&dir).unwrap().with_write_chunks(7);
+    let (mut spool, _) = Spool::open(storage, stress_config()).unwrap();
+    let seqs = SeqStore::new(&dir.join("state"));
+    for n in 1u64.. {
+        let seq = seqs.allocate().unwrap();
+        let body = stress_report(terminal_id, seq).to_json();
+        say("appending", seq).unwrap();
+        spool.append(seq, seq.is_multiple_of(3), &body).unwrap();
+        say("synced", seq).unwrap();
+        // Confirm all but the newest two every fourth append, reading the oldest
+        // back first as the daemon does: segments roll over and get deleted often,
+        // and the spool stays small so that 200 rounds stay quick.
+        if n.is_multiple_of(4)
+            && spool.front().unwrap().is_some()
+            && let Some(through) = seq.checked_sub(2)
+        {
+            say("acking", through).unwrap();
+            spool.ack_through(through).unwrap();
+            say("acked", through).unwrap();
+        }
+    }
+}
 
 const ROUNDS: usize = 200;
 
@@ -41,15 +145,13 @@ async fn sigkill_at_random_moments_never_loses_or_corrupts_a_durable_report() {
     let started = Instant::now();
     let mut torn_rounds = 0;
     for round in 0..ROUNDS {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fleet-agent"))
-            .args([
-                "spool-stress",
-                "--dir",
-                spool_dir.to_str().unwrap(),
-                "--terminal-id",
-                &terminal_id.to_string(),
-            ])
-            .stdout(Stdio::piped())
+        let said_path = dir.path().join("said");
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "spool_kill::stress_writer", "--ignored"])
+            .env(DIR_VAR, &spool_dir)
+            .env(TERMINAL_VAR, terminal_id.to_string())
+            .env(SAID_VAR, &said_path)
+            .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start the stress writer");
@@ -58,19 +160,8 @@ async fn sigkill_at_random_moments_never_loses_or_corrupts_a_durable_report() {
         std::thread::sleep(Duration::from_micros(rng.random_range(0..30_000)));
         child.kill().expect("SIGKILL");
         child.wait().expect("reap");
-        let mut said = Said::default();
-        for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-            let line = line.unwrap();
-            let (what, seq) = line.split_once(' ').unwrap();
-            let seq: u64 = seq.parse().unwrap();
-            match what {
-                "appending" => said.appending.push(seq),
-                "synced" => said.synced.push(seq),
-                "acking" => said.acking.push(seq),
-                "acked" => said.acked.push(seq),
-                other => panic!("unexpected line {other}"),
-            }
-        }
+        let said = read_said(&said_path);
+        let _ = std::fs::remove_file(&said_path);
         if said.appending.len() > said.synced.len() {
             torn_rounds += 1;
         }
@@ -111,7 +202,7 @@ async fn sigkill_at_random_moments_never_loses_or_corrupts_a_durable_report() {
         };
         let mut read = Vec::new();
         while let Some(record) = reader.front().unwrap() {
-            let expected = stress_report(terminal_id, record.seq).unwrap().to_json();
+            let expected = stress_report(terminal_id, record.seq).to_json();
             assert!(
                 record.payload == expected,
                 "round {round}: seq {} corrupt",
@@ -175,7 +266,7 @@ async fn sigkill_at_random_moments_never_loses_or_corrupts_a_durable_report() {
                 .map(|m| m.to_string()),
             Some(format!("{terminal_id}/{}", report.seq))
         );
-        assert_eq!(report, stress_report(terminal_id, report.seq).unwrap());
+        assert_eq!(report, stress_report(terminal_id, report.seq));
         got.push(report.seq);
     }
     assert_eq!(
@@ -184,7 +275,28 @@ async fn sigkill_at_random_moments_never_loses_or_corrupts_a_durable_report() {
     );
 }
 
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+/// What a killed writer logged; nothing if it was killed before it opened the log.
+fn read_said(path: &Path) -> Said {
+    let mut said = Said::default();
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    // A kill can cut the last write short; a step whose line is incomplete is one
+    // the writer never finished saying.
+    let complete = &text[..text.rfind('\n').map_or(0, |end| end + 1)];
+    for line in complete.lines() {
+        let (what, seq) = line.split_once(' ').unwrap();
+        let seq: u64 = seq.parse().unwrap();
+        match what {
+            "appending" => said.appending.push(seq),
+            "synced" => said.synced.push(seq),
+            "acking" => said.acking.push(seq),
+            "acked" => said.acked.push(seq),
+            other => panic!("unexpected line {other}"),
+        }
+    }
+    said
+}
+
+fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();

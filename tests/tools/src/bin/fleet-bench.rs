@@ -13,7 +13,7 @@
 //!   times the plain consumer on the same backlog).
 //! - `growth`: ingest rate and memory with 10k, 100k, 300k terminals already stored.
 //!
-//! Build with `cargo build --release -p fleetd -p fleet-e2e`, run
+//! Build with `cargo build --release -p fleetd -p fleet-tools`, run
 //! `target/release/fleet-bench <mode> --help`.
 
 use std::collections::HashMap;
@@ -24,12 +24,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use chrono::{DateTime, FixedOffset};
 use clap::{Parser, Subcommand, ValueEnum};
-use fleet_agent::sim::{Fleet, Pipeline, Situation, report_at};
 use fleet_e2e::broker::TestVhost;
 use fleet_e2e::db::{DbKind, TestDb};
 use fleet_ingest::consumer::prefetch_for;
 use fleet_protocol::{Area, Report, TenantSlug};
 use fleet_store::{DatabaseUrl, Store};
+use fleet_tools::sim::{Fleet, Pipeline, Situation, report_at};
 use futures_util::StreamExt;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;

@@ -1,51 +1,23 @@
-//! `fleet-agent spool-stress`: a test-only mode for the SIGKILL test. It appends
-//! reports to a spool as fast as it can, with `fsync = always`, the segment small
-//! (rollover and deletion happen often) and every append written in 7-byte pieces
-//! (so a kill leaves torn records), and acknowledges all but the newest two reports
-//! every fourth append. It prints, flushed, one line per step *after* it is durable:
-//!
-//! - `appending <seq>` before an append starts,
-//! - `synced <seq>` once the report is on disk,
-//! - `acking <seq>` before an acknowledgement starts, `acked <seq>` once it is on
-//!   disk.
-//!
-//! The test kills it at random and checks the reopened spool against these lines.
-//! Each payload is a valid v1 report whose content is a function of its `seq`
-//! ([`stress_report`]), so any corruption shows.
+//! The agent library's own throughput, behind `fleet-agent-bench` (figures in
+//! docs/BENCHMARKS.md, run by `tests/tools/bench/agent-bench.sh`): the spool's append
+//! and replay rates under each fsync policy, and the CPU time of one look at a
+//! terminal. These were hidden subcommands of `fleet-agent` itself; a terminal never
+//! runs them.
 
-use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
-use chrono::{DateTime, FixedOffset, TimeZone};
+use chrono::{FixedOffset, TimeZone};
+use fleet_agent::spool::{FsyncPolicy, Spool, SpoolConfig};
 use fleet_protocol::report::{Host, SCHEMA_V1};
 use fleet_protocol::{ClinicCode, Report};
 use uuid::Uuid;
 
-use crate::seq::SeqStore;
-use crate::spool::{DiskStorage, FsyncPolicy, Spool, SpoolConfig};
-
-/// The spool settings of the stress mode.
-pub fn stress_config() -> SpoolConfig {
-    SpoolConfig {
-        max_bytes: 1 << 30,
-        segment_bytes: 16 * 1024,
-        fsync: FsyncPolicy::Always,
-    }
-}
-
-/// The report the stress mode writes for `seq`: sizes vary from ~300 B to ~4 KiB.
-pub fn stress_report(terminal_id: Uuid, seq: u64) -> anyhow::Result<Report> {
-    let filler_len = usize::try_from(seq.wrapping_mul(7919) % 3800).unwrap_or(0);
-    let filler: String = (0..filler_len)
-        .map(|i| char::from(b'a' + ((seq as usize + i) % 26) as u8))
-        .collect();
+/// A contract-sized report (~1.4 KiB, most of it a long host name) for `seq`.
+fn bench_report(terminal_id: Uuid, seq: u64) -> anyhow::Result<Report> {
     let offset = FixedOffset::east_opt(9 * 3600).context("offset")?;
-    let observed_at: DateTime<FixedOffset> = offset
-        .timestamp_opt(
-            1_768_800_000 + i64::try_from(seq % 1_000_000).unwrap_or(0),
-            0,
-        )
+    let observed_at = offset
+        .timestamp_opt(1_768_800_000 + i64::try_from(seq).unwrap_or(0), 0)
         .single()
         .context("time")?;
     Ok(Report {
@@ -54,9 +26,9 @@ pub fn stress_report(terminal_id: Uuid, seq: u64) -> anyhow::Result<Report> {
         seq,
         observed_at,
         clinic_code: ClinicCode::parse("2712345678").map_err(|e| anyhow::anyhow!("{e}"))?,
-        agent_version: Some(crate::AGENT_VERSION.to_owned()),
+        agent_version: Some(fleet_agent::AGENT_VERSION.to_owned()),
         host: Some(Host {
-            hostname: Some(format!("STRESS-{seq}-{filler}")),
+            hostname: Some(format!("ONS-PC{seq:02}-{}", "x".repeat(1200))),
             ..Host::default()
         }),
         versions: None,
@@ -69,43 +41,7 @@ pub fn stress_report(terminal_id: Uuid, seq: u64) -> anyhow::Result<Report> {
     })
 }
 
-/// Runs the stress loop; see the module doc.
-pub fn spool_stress(dir: &Path, terminal_id: Uuid, count: u64) -> anyhow::Result<()> {
-    let storage = DiskStorage::open(dir)
-        .context("opening the spool dir")?
-        .with_write_chunks(7);
-    let (mut spool, _) = Spool::open(storage, stress_config())?;
-    let seqs = SeqStore::new(&dir.join("state"));
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    let mut n = 0u64;
-    while count == 0 || n < count {
-        n += 1;
-        let seq = seqs.allocate()?;
-        let body = stress_report(terminal_id, seq)?.to_json();
-        writeln!(out, "appending {seq}")?;
-        out.flush()?;
-        spool.append(seq, seq.is_multiple_of(3), &body)?;
-        writeln!(out, "synced {seq}")?;
-        out.flush()?;
-        // Confirm all but the newest two every fourth append, reading the oldest
-        // back first as the daemon does: segments roll over and get deleted often,
-        // and the spool stays small so that 200 rounds stay quick.
-        if n.is_multiple_of(4)
-            && spool.front()?.is_some()
-            && let Some(through) = seq.checked_sub(2)
-        {
-            writeln!(out, "acking {through}")?;
-            out.flush()?;
-            spool.ack_through(through)?;
-            writeln!(out, "acked {through}")?;
-            out.flush()?;
-        }
-    }
-    Ok(())
-}
-
-/// `fleet-agent spool-bench`: appends `count` contract-sized reports (~1.5 KiB) to a
+/// `fleet-agent-bench spool`: appends `count` contract-sized reports (~1.5 KiB) to a
 /// fresh spool in `dir` under `fsync`, then reopens it and replays it (read back,
 /// checksum, acknowledge) as delivery does, and prints the rates. For
 /// docs/BENCHMARKS.md.
@@ -117,14 +53,7 @@ pub fn spool_bench(dir: &Path, count: u64, fsync: FsyncPolicy) -> anyhow::Result
     };
     let terminal_id = Uuid::new_v4();
     let bodies: Vec<Vec<u8>> = (0..64)
-        .map(|i| {
-            let mut report = stress_report(terminal_id, i)?;
-            report.host = Some(Host {
-                hostname: Some(format!("ONS-PC{i:02}-{}", "x".repeat(1200))),
-                ..Host::default()
-            });
-            Ok(report.to_json())
-        })
+        .map(|i| Ok(bench_report(terminal_id, i)?.to_json()))
         .collect::<anyhow::Result<_>>()?;
     let bytes: usize = bodies.iter().map(Vec::len).sum::<usize>() / bodies.len();
     let (mut spool, _) = Spool::open_dir(dir, config)?;
@@ -161,15 +90,15 @@ pub fn spool_bench(dir: &Path, count: u64, fsync: FsyncPolicy) -> anyhow::Result
     Ok(())
 }
 
-/// `fleet-agent probe-bench`: the CPU time of one look at the terminal described by
+/// `fleet-agent-bench probe`: the CPU time of one look at the terminal described by
 /// `settings`, as `report` takes it (every file read and parsed) and as the daemon
 /// takes it every check interval (files that did not change are skipped, the
 /// line-auth client is kept), plus the state fingerprint the daemon compares. For
 /// docs/BENCHMARKS.md. The reader-log offsets go to a scratch directory.
-pub fn probe_bench(mut settings: crate::Settings, count: u32) -> anyhow::Result<()> {
-    use crate::probe::{Probes, snapshot};
+pub fn probe_bench(mut settings: fleet_agent::Settings, count: u32) -> anyhow::Result<()> {
+    use fleet_agent::probe::{Probes, snapshot};
     let scratch =
-        std::env::temp_dir().join(format!("fleet-agent-probe-bench-{}", std::process::id()));
+        std::env::temp_dir().join(format!("fleet-agent-bench-probe-{}", std::process::id()));
     settings.state_dir = scratch.clone();
     let count = count.max(1);
     let per_look = |look: &mut dyn FnMut()| -> anyhow::Result<f64> {
@@ -189,7 +118,7 @@ pub fn probe_bench(mut settings: crate::Settings, count: u32) -> anyhow::Result<
     })?;
     let report = probes.observe(&settings, 0);
     let fingerprint = per_look(&mut || {
-        std::hint::black_box(crate::daemon::state_fingerprint(&report));
+        std::hint::black_box(fleet_agent::daemon::state_fingerprint(&report));
     })?;
     std::fs::remove_dir_all(&scratch).ok();
     println!(

@@ -6,7 +6,7 @@
 //! down, manual download, no version reported). Terminal ids are fixed and `seq` is
 //! the current Unix time, so running the demo again updates the same terminals.
 //!
-//! The fleet-scale modes build on [`fleet_agent::sim`]:
+//! The fleet-scale modes build on [`fleet_tools::sim`]:
 //! - `run`: N terminals spread over the 47 prefectures report round-robin at a target
 //!   rate, each with its own strictly increasing `seq`;
 //! - `replay`: the January 2026 distribution nights in accelerated time; terminals
@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use chrono::{DateTime, FixedOffset, Timelike, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
-use fleet_agent::sim::{Fleet, Pipeline, Situation, expected_state, report_at};
 use fleet_protocol::{Area, CampaignState, JST, Report};
+use fleet_tools::sim::{Fleet, Pipeline, Situation, expected_state, report_at};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde_json::{Value, json};

@@ -7,9 +7,9 @@ upsert of the terminal's current state (a 1200-byte JSON text), in batches of on
 transaction each, WAL with synchronous=FULL as fleetd runs. Terminals are chosen
 at random among 20,000, as in `fleet-bench ingest --terminals 20000`.
 
-    python3 bench/sqlite-ceiling.py                 # as fleetd is configured
-    CHECKPOINT=16384 python3 bench/sqlite-ceiling.py  # the earlier checkpoint interval
-    BATCH=2000 python3 bench/sqlite-ceiling.py
+    python3 tests/tools/bench/sqlite-ceiling.py                   # as fleetd is configured
+    CHECKPOINT=16384 python3 tests/tools/bench/sqlite-ceiling.py  # the earlier checkpoint interval
+    BATCH=2000 python3 tests/tools/bench/sqlite-ceiling.py
 
 Prints reports/s (wall) and CPU microseconds per report.
 """

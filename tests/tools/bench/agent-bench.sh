@@ -19,22 +19,26 @@
 # CPU is utime+stime of each process tree over the window: the machine may be busy
 # with other work, per-process CPU time is not affected by that (wall-clock is).
 #
-#   bench/agent-bench.sh                 # 180 s window (DURATION=600 for the issue's 10 min)
-#   DURATION=600 bench/agent-bench.sh
+#   tests/tools/bench/agent-bench.sh     # 180 s window (DURATION=600 for the issue's 10 min)
+#   DURATION=600 tests/tools/bench/agent-bench.sh
 #
-# Needs: root (apt-get), rabbitmqctl on the local broker, a release build
-# (cargo build --release -p fleet-agent) and the debug fleetd (cargo build -p fleetd),
-# which consumes the agent's reports in a throwaway vhost so that publishing is real.
-# AGENT=… and FLEETD=… name other binaries (e.g. copies, so that a rebuild on a shared
+# Needs: root (apt-get), rabbitmqctl on the local broker, a release build of the agent
+# (cargo build --release -p fleet-agent) and of the tools crate's fleet-agent-bench
+# (spool and probe throughput; cargo build --release -p fleet-tools --bin
+# fleet-agent-bench), and the debug fleetd (cargo build -p fleetd), which consumes
+# the agent's reports in a throwaway vhost so that publishing is real.
+# AGENT=…, AGENT_BENCH=… and FLEETD=… name other binaries (e.g. copies, so that a rebuild on a shared
 # machine does not swap them mid-run).
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+ROOT="$(cd "$(dirname "$0")/../../.." && pwd)"
+TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 DURATION="${DURATION:-180}"
 SAMPLE="${SAMPLE:-5}"
 POLL="${POLL:-60}"
-AGENT="${AGENT:-$ROOT/target/release/fleet-agent}"
-FLEETD="${FLEETD:-$ROOT/target/debug/fleetd}"
+AGENT="${AGENT:-$TARGET/release/fleet-agent}"
+AGENT_BENCH="${AGENT_BENCH:-$TARGET/release/fleet-agent-bench}"
+FLEETD="${FLEETD:-$TARGET/debug/fleetd}"
 WORK="$(mktemp -d /tmp/fleet-agent-bench.XXXXXX)"
 VHOST="fleet-agent-bench-$$"
 PIDS=()
@@ -48,6 +52,7 @@ cleanup() {
 trap cleanup EXIT
 
 [ -x "$AGENT" ] || (cd "$ROOT" && cargo build --release -p fleet-agent --bin fleet-agent)
+[ -x "$AGENT_BENCH" ] || (cd "$ROOT" && cargo build --release -p fleet-tools --bin fleet-agent-bench)
 [ -x "$FLEETD" ] || (cd "$ROOT" && cargo build -p fleetd)
 if ! command -v zabbix_agentd >/dev/null || ! command -v prometheus-node-exporter >/dev/null \
    || ! command -v curl >/dev/null; then
@@ -226,9 +231,9 @@ echo "== spool throughput (release build, $(df -T "$WORK" | awk 'NR==2 {print $2
 for policy in always interval never; do
   rm -rf "$WORK/spool-$policy"
   n=20000; [ "$policy" = always ] && n=5000
-  "$AGENT" spool-bench --dir "$WORK/spool-$policy" --count "$n" --fsync "$policy"
+  "$AGENT_BENCH" spool --dir "$WORK/spool-$policy" --count "$n" --fsync "$policy"
 done
 
 echo
 echo "== one look at the example terminal (CPU time; the daemon looks every check_interval_secs) =="
-(cd "$ROOT" && "$AGENT" probe-bench --config agent/examples/agent.toml --count 2000)
+(cd "$ROOT" && "$AGENT_BENCH" probe --config agent/examples/agent.toml --count 2000)

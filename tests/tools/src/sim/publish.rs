@@ -14,7 +14,7 @@ use lapin::PublisherConfirm;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
 
-use crate::publish::{CONTENT_TYPE, EXCHANGE, PERSISTENT};
+use fleet_agent::publish::{CONTENT_TYPE, EXCHANGE, PERSISTENT};
 
 /// One connection, one confirm-mode channel, a window of outstanding confirms.
 pub struct Pipeline {

@@ -89,7 +89,7 @@ pub fn report_at(
         seq,
         observed_at,
         clinic_code: t.clinic_code,
-        agent_version: Some(crate::AGENT_VERSION.to_owned()),
+        agent_version: Some(fleet_agent::AGENT_VERSION.to_owned()),
         host: Some(Host {
             hostname: Some(t.hostname.clone()),
             os: Some(t.os.to_owned()),
