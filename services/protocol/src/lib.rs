@@ -10,6 +10,7 @@
 pub mod campaign;
 pub mod clinic;
 pub mod clock;
+pub mod findings;
 pub mod reject;
 pub mod report;
 pub mod rfc3339;
