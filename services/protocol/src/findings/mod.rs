@@ -17,3 +17,4 @@
 //!   they explain.
 
 pub mod holidays;
+pub mod hours;
