@@ -16,5 +16,7 @@
 //! - [`incident`]: area and prefecture incidents, which fold the terminal findings
 //!   they explain.
 
+pub mod finding;
 pub mod holidays;
 pub mod hours;
+pub mod windows;
