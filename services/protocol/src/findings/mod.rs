@@ -19,4 +19,5 @@
 pub mod finding;
 pub mod holidays;
 pub mod hours;
+pub mod reader;
 pub mod windows;
