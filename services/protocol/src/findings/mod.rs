@@ -20,4 +20,17 @@ pub mod finding;
 pub mod holidays;
 pub mod hours;
 pub mod reader;
+pub mod terminal;
 pub mod windows;
+
+pub use finding::{Finding, FindingKind, FindingStatus, Severity};
+pub use holidays::{is_holiday, is_year_end};
+pub use hours::{ClinicHours, HoursError, Interval};
+pub use reader::{Classification, ErrorSide, classify};
+pub use terminal::{
+    CampaignInput, Condition, Evaluation, TerminalInput, Thresholds, days_left, evaluate_terminal,
+    nfc_reader_verified,
+};
+pub use windows::{
+    MaintenanceWindow, WindowArea, WindowKind, WindowScope, explaining_window, seeded_windows,
+};
