@@ -19,6 +19,7 @@
 pub mod finding;
 pub mod holidays;
 pub mod hours;
+pub mod incident;
 pub mod reader;
 pub mod terminal;
 pub mod windows;
@@ -26,6 +27,10 @@ pub mod windows;
 pub use finding::{Finding, FindingKind, FindingStatus, Severity};
 pub use holidays::{is_holiday, is_year_end};
 pub use hours::{ClinicHours, HoursError, Interval};
+pub use incident::{
+    AreaIncident, Failure, GroupCounts, IncidentScope, IncidentThresholds, evaluate_group,
+    evaluate_tenant,
+};
 pub use reader::{Classification, ErrorSide, classify};
 pub use terminal::{
     CampaignInput, Condition, Evaluation, TerminalInput, Thresholds, days_left, evaluate_terminal,
