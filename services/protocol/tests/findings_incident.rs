@@ -256,3 +256,24 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn terminals_gone_silent_just_before_the_outage_make_a_suppressed_incident() {
+    // Their last reports came in the two minutes before 22:00.
+    let all = failures(300, "2025-02-01T21:58:00+09:00", 0, FindingKind::Silent);
+    let g = GroupCounts {
+        scope: IncidentScope::Area(Area::East),
+        reporting: 1_000,
+        failures: &all,
+    };
+    let i = evaluate_group(
+        &tenant(),
+        &g,
+        &seeded_windows(),
+        at("2025-02-01T22:20:00+09:00"),
+        &IncidentThresholds::default(),
+    )
+    .unwrap();
+    assert_eq!(i.status, FindingStatus::Suppressed);
+    assert_eq!(i.folded.len(), 300);
+}

@@ -450,3 +450,26 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_hospital_cut_off_by_the_east_outage_is_silent_but_suppressed() {
+    // Last report one minute before the outage; the hospital is open all night.
+    let s = state(TOKYO, "2025-02-01T21:59:00+09:00", serde_json::json!({}));
+    let e = Case::new(s.clone(), ClinicHours::always_open()).eval("2025-02-01T22:30:00+09:00");
+    assert_eq!(
+        kinds(&e),
+        [(FindingKind::Silent, FindingStatus::Suppressed)]
+    );
+    assert_eq!(e.findings[0].since, at("2025-02-01T21:59:00+09:00"));
+    // Still silent after the window: active, still naming the window it began in.
+    let e = Case::new(s, ClinicHours::always_open()).eval("2025-02-02T01:00:00+09:00");
+    assert_eq!(kinds(&e), [(FindingKind::Silent, FindingStatus::Active)]);
+    assert_eq!(
+        e.findings[0].window_id.as_deref(),
+        Some("seed-2025-02-01-east-outage")
+    );
+    // In Toyama nothing explains it.
+    let s = state(TOYAMA, "2025-02-01T21:59:00+09:00", serde_json::json!({}));
+    let e = Case::new(s, ClinicHours::always_open()).eval("2025-02-01T22:30:00+09:00");
+    assert_eq!(kinds(&e), [(FindingKind::Silent, FindingStatus::Active)]);
+}

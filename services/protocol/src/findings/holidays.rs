@@ -13,6 +13,8 @@
 //! holidays), then 振替休日 (a named holiday on a Sunday moves to the next day that is
 //! not a holiday; before 2007 only to the Monday).
 
+use std::sync::OnceLock;
+
 use chrono::{Datelike, NaiveDate, Weekday};
 
 /// Years this calendar answers for; outside them nothing is a holiday.
@@ -177,12 +179,20 @@ pub fn holidays_of_year(y: i32) -> Vec<(NaiveDate, HolidayKind)> {
     all
 }
 
-/// Whether a date (in JST) is a Japanese public holiday.
+/// Every holiday of [`HOLIDAY_YEARS`], computed once: `is_open` asks for every
+/// terminal of every sweep, and a binary search is far cheaper than the rules.
+fn calendar() -> &'static [(NaiveDate, HolidayKind)] {
+    static CALENDAR: OnceLock<Vec<(NaiveDate, HolidayKind)>> = OnceLock::new();
+    CALENDAR.get_or_init(|| HOLIDAY_YEARS.flat_map(holidays_of_year).collect())
+}
+
+/// Why a date (in JST) is a Japanese public holiday, if it is one.
 pub fn holiday(d: NaiveDate) -> Option<HolidayKind> {
-    holidays_of_year(d.year())
-        .into_iter()
-        .find(|(h, _)| *h == d)
-        .map(|(_, k)| k)
+    let days = calendar();
+    days.binary_search_by_key(&d, |(h, _)| *h)
+        .ok()
+        .and_then(|i| days.get(i))
+        .map(|(_, k)| *k)
 }
 
 /// Whether a date (in JST) is a Japanese public holiday.

@@ -176,15 +176,15 @@ impl ClinicHours {
             return true;
         }
         let local = at.with_timezone(&JST);
-        let date = local.date_naive();
-        if self.holidays_closed && (is_year_end(date) || is_holiday(date)) {
-            return false;
-        }
         // Seconds are ignored: 08:29:59 is before 08:30, as a clinic reads its hours.
         let minute = (local.hour() * 60 + local.minute()) as u16;
-        self.intervals(local.weekday())
+        let in_hours = self
+            .intervals(local.weekday())
             .iter()
-            .any(|i| i.contains(minute))
+            .any(|i| i.contains(minute));
+        // The calendar is asked only when the weekly hours say open.
+        let date = local.date_naive();
+        in_hours && !(self.holidays_closed && (is_year_end(date) || is_holiday(date)))
     }
 
     /// Whether the clinic was open throughout `[at - span, at]`, checked minute by

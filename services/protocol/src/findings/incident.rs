@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::finding::{Finding, FindingKind, FindingStatus, Severity, instruction};
-use super::windows::{MaintenanceWindow, explaining_window};
+use super::windows::{MaintenanceWindow, explaining_window_during};
 use crate::campaign::JST;
 use crate::clinic::{Area, Prefecture};
 use crate::tenant::TenantSlug;
@@ -49,7 +49,8 @@ impl IncidentScope {
 }
 
 /// The settings of the incident rule, with the contract's defaults.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Not serde: settings are read by the service and built into this.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IncidentThresholds {
     /// Failures must begin within this span (10 min).
     pub within: TimeDelta,
@@ -218,7 +219,14 @@ pub fn evaluate_group(
         .filter(|w| w.applies_to(tenant))
         .cloned()
         .collect();
-    let window = explaining_window(&applicable, FindingKind::AreaIncident, area, since);
+    // Its first span: terminals cut off by an outage went silent just before it.
+    let window = explaining_window_during(
+        &applicable,
+        FindingKind::AreaIncident,
+        area,
+        since,
+        since + thresholds.within,
+    );
     let status = match window {
         Some(w) if now < w.ends_at => FindingStatus::Suppressed,
         _ => FindingStatus::Active,

@@ -37,5 +37,6 @@ pub use terminal::{
     nfc_reader_verified,
 };
 pub use windows::{
-    MaintenanceWindow, WindowArea, WindowKind, WindowScope, explaining_window, seeded_windows,
+    MaintenanceWindow, WindowArea, WindowKind, WindowScope, explaining_window,
+    explaining_window_during, seeded_windows,
 };

@@ -23,13 +23,14 @@ use serde::{Deserialize, Serialize};
 use super::finding::{Finding, FindingKind, FindingStatus, Severity, instruction};
 use super::hours::ClinicHours;
 use super::reader::{ErrorSide, classify};
-use super::windows::{MaintenanceWindow, explaining_window};
+use super::windows::{MaintenanceWindow, explaining_window_during};
 use crate::campaign::{Campaign, CampaignState, Cause, DistributionWindow, JST};
 use crate::report::{LineAuthState, ReaderError};
 use crate::state::TerminalState;
 
 /// The settings of §6, with the contract's defaults.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Not serde: settings are read by the service (in minutes) and built into this.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Thresholds {
     /// `line_auth_down` after the line has been down this long (10 min).
     pub line_auth_down_after: TimeDelta,
@@ -215,9 +216,16 @@ impl Ctx<'_, '_> {
 
     /// Marks a finding an announced window explains: suppressed while the window
     /// lasts, active (with the same `window_id`) once it has ended.
-    fn apply_windows(&self, finding: &mut Finding) {
+    fn apply_windows(&self, finding: &mut Finding, began_by: DateTime<FixedOffset>) {
         let area = self.input.state.clinic_code.area();
-        if let Some(w) = explaining_window(self.input.windows, finding.kind, area, finding.since) {
+        let found = explaining_window_during(
+            self.input.windows,
+            finding.kind,
+            area,
+            finding.since,
+            began_by.max(finding.since),
+        );
+        if let Some(w) = found {
             finding.window_id = Some(w.id.clone());
             if self.now < w.ends_at {
                 finding.status = FindingStatus::Suppressed;
@@ -267,7 +275,7 @@ pub fn evaluate_terminal(
                 ),
                 _ => format!("回線認証が切断されています({} から)", jst_text(since)),
             };
-            ctx.apply_windows(&mut f);
+            ctx.apply_windows(&mut f, since);
             ctx.out.findings.push(f);
         }
     }
@@ -290,7 +298,7 @@ pub fn evaluate_terminal(
         if raised {
             let mut f = ctx.finding(FindingKind::Silent, Severity::Ticket, last);
             f.detail = format!("最後の報告は {} です", jst_text(last));
-            ctx.apply_windows(&mut f);
+            ctx.apply_windows(&mut f, last + after);
             ctx.out.findings.push(f);
         }
     }
@@ -403,7 +411,7 @@ fn reader_fault(ctx: &mut Ctx<'_, '_>, thresholds: &Thresholds, open: bool) {
     // Only a fault the network explains can be suppressed by an outage window.
     let network_side = disconnected.is_none() && network >= thresholds.reader_fault_errors;
     if network_side {
-        ctx.apply_windows(&mut f);
+        ctx.apply_windows(&mut f, since);
     }
     ctx.out.findings.push(f);
 }

@@ -154,6 +154,30 @@ impl MaintenanceWindow {
     }
 }
 
+/// The first window (by start) that explains a condition which began at some instant
+/// of `[from, to]`. Silence needs the span: a terminal cut off at 22:00 sent its last
+/// report at 21:59, before the window, so `silent` (whose `since` is that report)
+/// asks for `[since, since + silent threshold]`; an area incident asks for its first
+/// 10 minutes for the same reason. Other findings ask for `[since, since]`.
+pub fn explaining_window_during(
+    windows: &[MaintenanceWindow],
+    kind: FindingKind,
+    area: Area,
+    from: DateTime<FixedOffset>,
+    to: DateTime<FixedOffset>,
+) -> Option<&MaintenanceWindow> {
+    windows
+        .iter()
+        .filter(|w| {
+            w.kind.suppresses_anything()
+                && kind.outage_explainable()
+                && w.area.covers(area)
+                && w.starts_at <= to
+                && from < w.ends_at
+        })
+        .min_by_key(|w| w.starts_at)
+}
+
 /// The first window (by start) that explains a finding, if any.
 pub fn explaining_window(
     windows: &[MaintenanceWindow],
@@ -327,6 +351,40 @@ mod tests {
         ));
         assert!(!w.suppresses(FindingKind::CertificateExpired, Area::East, t));
         assert!(!w.suppresses(FindingKind::ReaderOnUsbHub, Area::East, t));
+    }
+
+    #[test]
+    fn silence_that_began_just_before_an_outage_is_explained_by_it() {
+        let all = seeded_windows();
+        let last_report = at("2025-02-01T21:59:00+09:00");
+        let later = last_report + TimeDelta::minutes(20);
+        assert!(explaining_window(&all, FindingKind::Silent, Area::East, last_report).is_none());
+        let w = explaining_window_during(&all, FindingKind::Silent, Area::East, last_report, later);
+        assert_eq!(
+            w.map(|w| w.id.as_str()),
+            Some("seed-2025-02-01-east-outage")
+        );
+        assert!(
+            explaining_window_during(&all, FindingKind::Silent, Area::West, last_report, later)
+                .is_none()
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_window_never_explains_anything_outside_its_area_or_time(
+            offset in -100_000_000i64..100_000_000, kind in 0usize..9, east in proptest::bool::ANY,
+        ) {
+            let t = at("2025-06-01T00:00:00+09:00") + TimeDelta::seconds(offset);
+            let area = if east { Area::East } else { Area::West };
+            let kind = FindingKind::ALL[kind];
+            for w in seeded_windows() {
+                if w.suppresses(kind, area, t) {
+                    proptest::prop_assert!(w.contains(t) && w.area.covers(area));
+                    proptest::prop_assert!(w.kind != WindowKind::Distribution);
+                }
+            }
+        }
     }
 
     #[test]
