@@ -473,3 +473,32 @@ fn a_hospital_cut_off_by_the_east_outage_is_silent_but_suppressed() {
     let e = Case::new(s, ClinicHours::always_open()).eval("2025-02-01T22:30:00+09:00");
     assert_eq!(kinds(&e), [(FindingKind::Silent, FindingStatus::Active)]);
 }
+
+#[test]
+fn nfc_readers_match_the_verified_list_exactly() {
+    use fleet_protocol::findings::nfc_reader_verified;
+    assert!(nfc_reader_verified("RC-S300/S1"));
+    assert!(nfc_reader_verified("ソニー RC-S300/S1"));
+    assert!(nfc_reader_verified("rc-s300/s1"));
+    assert!(nfc_reader_verified("MR-ICA001BK"));
+    assert!(!nfc_reader_verified("RC-S300"));
+    assert!(!nfc_reader_verified("RC-S300/S"));
+    assert!(!nfc_reader_verified(""));
+}
+
+proptest! {
+    #[test]
+    fn patient_side_errors_never_raise_a_finding(
+        counts in proptest::collection::vec((0usize..3, 0u32..1_000, 0i64..900), 0..20),
+        maker in 0usize..6,
+    ) {
+        let maker = ["fujitsu", "panasonic", "atlas", "almex", "canon", "other"][maker];
+        let s = state(TOKYO, "2026-01-20T10:00:00+09:00", serde_json::json!({"reader": {"maker": maker, "connected": true}}));
+        let mut case = Case::new(s, ClinicHours::always_open());
+        case.errors = counts.iter().map(|(c, n, off)| ReaderError {
+            code: ["001", "002", "006"][*c].into(), message: None,
+            at: at("2026-01-20T10:00:00+09:00") - TimeDelta::seconds(*off), count: *n,
+        }).collect();
+        prop_assert!(case.eval("2026-01-20T10:00:00+09:00").findings.is_empty());
+    }
+}
