@@ -3,13 +3,15 @@
 //! Pure code, no I/O: the v1 report types and their parser ([`report`]), the merged
 //! current state of a terminal ([`state`]), dotted versions ([`version`]), 医療機関等コード
 //! and the east/west areas ([`clinic`]), tenants ([`tenant`]) and update campaigns
-//! with their per-terminal states and causes ([`campaign`]), and the service's
-//! [`clock`]. Everything that decides what the product *says* about a terminal lives
+//! with their per-terminal states and causes ([`campaign`]), the service's
+//! [`clock`], and the [`findings`] rules that say what needs a human. Everything that
+//! decides what the product *says* about a terminal lives
 //! here, so it is tested here.
 
 pub mod campaign;
 pub mod clinic;
 pub mod clock;
+pub mod findings;
 pub mod reject;
 pub mod report;
 pub mod rfc3339;
@@ -21,6 +23,10 @@ pub mod version;
 pub use campaign::{Assessment, Campaign, CampaignState, Cause, DistributionWindow, JST, jst};
 pub use clinic::{Area, ClinicCode, Prefecture};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
+pub use findings::{
+    ClinicHours, Condition, Evaluation, Finding, FindingKind, FindingStatus, MaintenanceWindow,
+    Severity, TerminalInput, Thresholds, evaluate_terminal,
+};
 pub use reject::RejectReason;
 pub use report::{ReaderError, Report, ReportError};
 pub use secret_url::SecretUrl;
