@@ -77,28 +77,9 @@ pub async fn serve(
     store.set_state_cache(settings.state_cache);
     let registry =
         Registry::new_custom(Some("fleetd".to_owned()), None).context("metrics registry")?;
-    let metrics = IngestMetrics::register(&registry).context("registering ingest metrics")?;
     let health = BrokerHealth::new();
     let mut roles = Roles::new();
-    roles.spawn(
-        "maintenance",
-        maintain_history(
-            store.clone(),
-            settings.retention_days,
-            settings.clock.clone(),
-            roles.stop_signal(),
-        ),
-    );
-    roles.spawn(
-        "ingest",
-        fleet_ingest::run(
-            settings.ingest.clone(),
-            store.clone(),
-            metrics,
-            health.clone(),
-            roles.stop_signal(),
-        ),
-    );
+    spawn_ingest(&mut roles, &settings, &store, &registry, &health)?;
     let state = AppState {
         store,
         secret,
@@ -157,9 +138,29 @@ pub async fn maintain_history(
 pub async fn ingest(settings: Settings, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let store = Store::connect(&settings.database).await?;
     store.set_state_cache(settings.state_cache);
-    let registry = Registry::new_custom(Some("fleetd".to_owned()), None)?;
-    let metrics = IngestMetrics::register(&registry)?;
+    let registry =
+        Registry::new_custom(Some("fleetd".to_owned()), None).context("metrics registry")?;
     let mut roles = Roles::new();
+    spawn_ingest(
+        &mut roles,
+        &settings,
+        &store,
+        &registry,
+        &BrokerHealth::new(),
+    )?;
+    roles.run(shutdown).await
+}
+
+/// The two roles of every process that ingests (`serve`, `ingest`): the maintenance
+/// task and the consumer, its metrics in `registry`.
+fn spawn_ingest(
+    roles: &mut Roles,
+    settings: &Settings,
+    store: &Store,
+    registry: &Registry,
+    health: &Arc<BrokerHealth>,
+) -> anyhow::Result<()> {
+    let metrics = IngestMetrics::register(registry).context("registering ingest metrics")?;
     roles.spawn(
         "maintenance",
         maintain_history(
@@ -173,13 +174,13 @@ pub async fn ingest(settings: Settings, shutdown: watch::Receiver<bool>) -> anyh
         "ingest",
         fleet_ingest::run(
             settings.ingest.clone(),
-            store,
+            store.clone(),
             metrics,
-            BrokerHealth::new(),
+            health.clone(),
             roles.stop_signal(),
         ),
     );
-    roles.run(shutdown).await
+    Ok(())
 }
 
 /// The web role alone; it keeps a connection to the broker only for `/readyz`.
