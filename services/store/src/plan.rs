@@ -221,13 +221,15 @@ pub(crate) fn screen(
             });
             continue;
         }
-        let stored_up_to = owner.last_seq();
-        if !keys_in_batch.insert((id.clone(), r.seq)) {
+        let maybe_stored = owner.last_seq().is_some_and(|last| r.seq <= last);
+        if !keys_in_batch.insert((id, r.seq)) {
             outcomes[i] = Some(Outcome::Duplicate);
             continue;
         }
-        if stored_up_to.is_some_and(|last| r.seq <= last) {
-            screened.maybe_stored.push((id, r.seq));
+        if maybe_stored {
+            screened
+                .maybe_stored
+                .push((r.terminal_id.to_string(), r.seq));
         }
         screened.candidates.push(i);
     }
