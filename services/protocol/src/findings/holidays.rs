@@ -23,7 +23,7 @@ pub const HOLIDAY_YEARS: std::ops::RangeInclusive<i32> = 2000..=2099;
 /// Why a day is a holiday.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HolidayKind {
-    /// A named 国民の祝日.
+    /// A named 国民の祝日, or one of the two days of 2019 a law counted as one.
     Named(&'static str),
     /// 国民の休日: a weekday between two named holidays.
     Bridge,
@@ -117,14 +117,19 @@ fn named(y: i32) -> Vec<(NaiveDate, &'static str)> {
         "敬老の日",
     ));
     days.push(match y {
-        ..=2019 => (nth_monday(y, 10, 2), "体育の日"),
+        ..=2018 => (nth_monday(y, 10, 2), "体育の日"),
+        // The last 体育の日; the Cabinet Office's list names the rename due in 2020.
+        2019 => (nth_monday(y, 10, 2), "体育の日（スポーツの日）"),
         2020 => (date(y, 7, 24), "スポーツの日"),
         2021 => (date(y, 7, 23), "スポーツの日"),
         _ => (nth_monday(y, 10, 2), "スポーツの日"),
     });
     if y == 2019 {
-        days.push((date(y, 5, 1), "天皇の即位の日"));
-        days.push((date(y, 10, 22), "即位礼正殿の儀の行われる日"));
+        // 天皇の即位の日 and 即位礼正殿の儀の行われる日, holidays by a law of their own
+        // and counted as 祝日 (so 04-30 and 05-02 became 国民の休日); the Cabinet
+        // Office's list calls both 休日（祝日扱い）.
+        days.push((date(y, 5, 1), "休日（祝日扱い）"));
+        days.push((date(y, 10, 22), "休日（祝日扱い）"));
     }
     days.into_iter()
         .filter_map(|(d, name)| d.map(|d| (d, name)))
