@@ -16,6 +16,7 @@ mod m20261202_000005_sqlite_history_key;
 mod m20261202_000006_sqlite_reader_errors_by_time;
 mod m20261204_000007_postgres_terminal_fillfactor;
 mod m20261204_000008_postgres_reader_errors_by_time;
+mod m20261204_000009_findings;
 
 pub use m20260122_000004_partition_history::create_month_sql;
 
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000006_sqlite_reader_errors_by_time::Migration),
             Box::new(m20261204_000007_postgres_terminal_fillfactor::Migration),
             Box::new(m20261204_000008_postgres_reader_errors_by_time::Migration),
+            Box::new(m20261204_000009_findings::Migration),
         ]
     }
 }

@@ -34,6 +34,7 @@ mod agent_outage;
 mod browser;
 mod clock;
 mod faults;
+mod findings;
 mod replicas;
 mod scale;
 mod serial_broker_outage;

@@ -9,8 +9,10 @@
 //! [`Roles`], so when one of them ends on its own the process stops with its error
 //! instead of running on half.
 
+pub mod alert;
 pub mod settings;
 pub mod ttl;
+pub mod windows;
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -80,6 +82,7 @@ pub async fn serve(
     let health = BrokerHealth::new();
     let mut roles = Roles::new();
     spawn_ingest(&mut roles, &settings, &store, &registry, &health)?;
+    spawn_alert(&mut roles, &settings, &store, &registry)?;
     let state = AppState {
         store,
         secret,
@@ -161,6 +164,7 @@ fn spawn_ingest(
     health: &Arc<BrokerHealth>,
 ) -> anyhow::Result<()> {
     let metrics = IngestMetrics::register(registry).context("registering ingest metrics")?;
+    store.set_findings(settings.findings_rules());
     roles.spawn(
         "maintenance",
         maintain_history(
@@ -177,6 +181,38 @@ fn spawn_ingest(
             store.clone(),
             metrics,
             health.clone(),
+            roles.stop_signal(),
+        ),
+    );
+    Ok(())
+}
+
+/// The alert role alone (contract §6): the sweep and delivery to Alertmanager, active
+/// in one process at a time.
+pub async fn alert(settings: Settings, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let store = open_current(&settings).await?;
+    let registry =
+        Registry::new_custom(Some("fleetd".to_owned()), None).context("metrics registry")?;
+    let mut roles = Roles::new();
+    spawn_alert(&mut roles, &settings, &store, &registry)?;
+    roles.run(shutdown).await
+}
+
+fn spawn_alert(
+    roles: &mut Roles,
+    settings: &Settings,
+    store: &Store,
+    registry: &Registry,
+) -> anyhow::Result<()> {
+    let metrics = alert::AlertMetrics::register(registry).context("registering alert metrics")?;
+    roles.spawn(
+        "alert",
+        alert::run(
+            store.clone(),
+            settings.database.clone(),
+            settings.alert.clone(),
+            settings.clock.clone(),
+            metrics,
             roles.stop_signal(),
         ),
     );

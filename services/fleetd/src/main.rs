@@ -36,6 +36,13 @@ enum Command {
     Ingest,
     /// Run the web server only.
     Web,
+    /// Run the alert role only: the findings sweep and delivery to Alertmanager.
+    Alert,
+    /// Maintenance windows (contract §6): announced outages that explain findings.
+    Window {
+        #[command(subcommand)]
+        command: WindowCommand,
+    },
     /// Compare the live rollout counters with a recount; exit 1 on any drift.
     Check {
         /// Rebuild the counters from the campaign states when they drift.
@@ -79,6 +86,38 @@ enum Command {
         #[arg(long, default_value = "fleetd-cli")]
         sub: String,
     },
+}
+
+#[derive(Subcommand)]
+enum WindowCommand {
+    /// Add a window.
+    Add {
+        /// A short unique id, e.g. 2025-02-01-east.
+        #[arg(long)]
+        id: String,
+        /// `all` (the operator's windows) or a tenant's slug.
+        #[arg(long, default_value = "all")]
+        scope: String,
+        /// east, west or all.
+        #[arg(long)]
+        area: String,
+        /// outage, intermittent, maintenance or distribution.
+        #[arg(long)]
+        kind: String,
+        /// Start, RFC 3339 (e.g. 2025-02-01T23:00:00+09:00).
+        #[arg(long)]
+        starts_at: String,
+        /// End, RFC 3339.
+        #[arg(long)]
+        ends_at: String,
+        /// Shown beside what it suppresses, e.g. the notice's title.
+        #[arg(long)]
+        title: String,
+    },
+    /// List every window as JSON lines.
+    List,
+    /// Remove a window.
+    Remove { id: String },
 }
 
 #[derive(Subcommand)]
@@ -235,6 +274,43 @@ async fn run(command: Command) -> anyhow::Result<()> {
             fleetd::serve(settings, listener, shutdown_signal()).await
         }
         Command::Ingest => fleetd::ingest(settings, shutdown_signal()).await,
+        Command::Alert => fleetd::alert(settings, shutdown_signal()).await,
+        Command::Window { command } => {
+            let store = fleetd::open_current(&settings).await?;
+            match command {
+                WindowCommand::Add {
+                    id,
+                    scope,
+                    area,
+                    kind,
+                    starts_at,
+                    ends_at,
+                    title,
+                } => {
+                    let window = fleetd::windows::from_args(
+                        &id, &scope, &area, &kind, &starts_at, &ends_at, &title,
+                    )?;
+                    anyhow::ensure!(
+                        store.add_window(&window, settings.clock.now()).await?,
+                        "a window with id {id:?} exists already"
+                    );
+                    println!("added window {id}");
+                }
+                WindowCommand::List => {
+                    for window in store.windows(None).await? {
+                        println!("{}", serde_json::to_string(&window)?);
+                    }
+                }
+                WindowCommand::Remove { id } => {
+                    anyhow::ensure!(
+                        store.remove_window(&id, None).await?,
+                        "no window with id {id:?}"
+                    );
+                    println!("removed window {id}");
+                }
+            }
+            Ok(())
+        }
         Command::Web => {
             let listener = fleetd::bind(&settings)?;
             fleetd::web(settings, listener, shutdown_signal()).await

@@ -9,6 +9,8 @@ use anyhow::{Context, bail};
 use fleet_ingest::IngestSettings;
 use fleet_protocol::{SecretUrl, SharedClock};
 use fleet_store::DatabaseUrl;
+
+use crate::alert::AlertSettings;
 use fleet_web::JwtSecret;
 
 /// Everything `fleetd` needs to run. Its `Debug` prints no password: the URLs redact
@@ -28,6 +30,10 @@ pub struct Settings {
     /// What "now" is (`FLEET_CLOCK`, `FLEET_CLOCK_RATE`, contract §6); started when the
     /// settings are read, that is when the process starts.
     pub clock: SharedClock,
+    /// `FLEET_FINDINGS`: `off` judges no findings at ingest (for measuring their cost).
+    pub findings: bool,
+    /// The alert role: sweep, thresholds, Alertmanager.
+    pub alert: AlertSettings,
 }
 
 /// About 13 months: a year back, plus the month before, for year-on-year comparison.
@@ -100,6 +106,12 @@ impl Settings {
                 )
             })?,
         };
+        let findings = match get("FLEET_FINDINGS").as_deref() {
+            None | Some("on") => true,
+            Some("off") => false,
+            Some(other) => bail!("FLEET_FINDINGS: {other:?} is not on or off"),
+        };
+        let alert = alert_settings(&get)?;
         Ok(Self {
             database,
             amqp_url,
@@ -109,7 +121,14 @@ impl Settings {
             retention_days,
             state_cache,
             clock,
+            findings,
+            alert,
         })
+    }
+
+    /// The thresholds ingest judges findings with, or `None` when they are off.
+    pub fn findings_rules(&self) -> Option<fleet_protocol::findings::Thresholds> {
+        self.findings.then(|| self.alert.thresholds.clone())
     }
 
     pub fn from_env() -> anyhow::Result<Self> {
@@ -168,6 +187,78 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     let mut file = options.open(path)?;
     file.write_all(text.as_bytes())?;
     file.sync_all()
+}
+
+/// A whole number from a variable, within `range`, or the default.
+fn number(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    range: std::ops::RangeInclusive<i64>,
+    what: &str,
+) -> anyhow::Result<Option<i64>> {
+    let Some(text) = get(name) else {
+        return Ok(None);
+    };
+    let n: i64 = text
+        .parse()
+        .ok()
+        .filter(|n| range.contains(n))
+        .with_context(|| {
+            format!(
+                "{name}: {text:?} is not {what} from {} to {}",
+                range.start(),
+                range.end()
+            )
+        })?;
+    Ok(Some(n))
+}
+
+/// `FLEET_ALERTMANAGER_URL`, `FLEET_ALERT_*` and the thresholds of contract §6.
+fn alert_settings(get: &impl Fn(&str) -> Option<String>) -> anyhow::Result<AlertSettings> {
+    let mut alert = AlertSettings::default();
+    if let Some(url) = get("FLEET_ALERTMANAGER_URL") {
+        if !url.starts_with("http://") {
+            bail!("FLEET_ALERTMANAGER_URL: {url:?} must start with http://");
+        }
+        alert.alertmanager_url = Some(SecretUrl::new(url));
+    }
+    alert.tickets = match get("FLEET_ALERT_TICKETS").as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => bail!("FLEET_ALERT_TICKETS: {other:?} is not true or false"),
+    };
+    let ms = |name: &str, default: Duration| -> anyhow::Result<Duration> {
+        Ok(
+            number(get, name, 1..=86_400_000, "a number of milliseconds")?
+                .map_or(default, |n| Duration::from_millis(n as u64)),
+        )
+    };
+    alert.sweep_every = ms("FLEET_ALERT_SWEEP_MS", alert.sweep_every)?;
+    alert.deliver_every = ms("FLEET_ALERT_DELIVER_MS", alert.deliver_every)?;
+    alert.repost_every = ms("FLEET_ALERT_REPOST_MS", alert.repost_every)?;
+    let t = &mut alert.thresholds;
+    let minutes = |name: &str, default: chrono::TimeDelta| -> anyhow::Result<chrono::TimeDelta> {
+        Ok(number(get, name, 1..=10_080, "a number of minutes")?
+            .map_or(default, chrono::TimeDelta::minutes))
+    };
+    t.line_auth_down_after = minutes("FLEET_FINDING_LINE_AUTH_DOWN_MIN", t.line_auth_down_after)?;
+    t.silent_after = minutes("FLEET_FINDING_SILENT_MIN", t.silent_after)?;
+    t.reader_fault_within = minutes("FLEET_FINDING_READER_WINDOW_MIN", t.reader_fault_within)?;
+    if let Some(n) = number(get, "FLEET_FINDING_READER_ERRORS", 1..=1_000_000, "a count")? {
+        t.reader_fault_errors = n as u64;
+    }
+    if let Some(n) = number(get, "FLEET_FINDING_CERT_DAYS", 0..=3650, "a number of days")? {
+        t.certificate_expiring_days = n;
+    }
+    if let Some(n) = number(
+        get,
+        "FLEET_FINDING_CERT_URGENT_DAYS",
+        0..=3650,
+        "a number of days",
+    )? {
+        t.certificate_urgent_days = n;
+    }
+    Ok(alert)
 }
 
 #[cfg(test)]

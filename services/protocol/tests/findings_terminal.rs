@@ -451,16 +451,24 @@ proptest! {
     }
 }
 
+/// Contract §6 matches a window by the finding's `since` alone, and a silent
+/// terminal's `since` is its last report: a hospital whose last report came one minute
+/// before the outage is therefore *not* suppressed (the session note reports this as a
+/// flaw of the contract); one whose last report fell inside the window is.
 #[test]
-fn a_hospital_cut_off_by_the_east_outage_is_silent_but_suppressed() {
-    // Last report one minute before the outage; the hospital is open all night.
+fn a_window_explains_silence_only_when_the_last_report_fell_inside_it() {
     let s = state(TOKYO, "2025-02-01T21:59:00+09:00", serde_json::json!({}));
+    let e = Case::new(s, ClinicHours::always_open()).eval("2025-02-01T22:30:00+09:00");
+    assert_eq!(kinds(&e), [(FindingKind::Silent, FindingStatus::Active)]);
+    assert_eq!(e.findings[0].since, at("2025-02-01T21:59:00+09:00"));
+    assert_eq!(e.findings[0].window_id, None);
+
+    let s = state(TOKYO, "2025-02-01T22:05:00+09:00", serde_json::json!({}));
     let e = Case::new(s.clone(), ClinicHours::always_open()).eval("2025-02-01T22:30:00+09:00");
     assert_eq!(
         kinds(&e),
         [(FindingKind::Silent, FindingStatus::Suppressed)]
     );
-    assert_eq!(e.findings[0].since, at("2025-02-01T21:59:00+09:00"));
     // Still silent after the window: active, still naming the window it began in.
     let e = Case::new(s, ClinicHours::always_open()).eval("2025-02-02T01:00:00+09:00");
     assert_eq!(kinds(&e), [(FindingKind::Silent, FindingStatus::Active)]);
@@ -469,7 +477,7 @@ fn a_hospital_cut_off_by_the_east_outage_is_silent_but_suppressed() {
         Some("seed-2025-02-01-east-outage")
     );
     // In Toyama nothing explains it.
-    let s = state(TOYAMA, "2025-02-01T21:59:00+09:00", serde_json::json!({}));
+    let s = state(TOYAMA, "2025-02-01T22:05:00+09:00", serde_json::json!({}));
     let e = Case::new(s, ClinicHours::always_open()).eval("2025-02-01T22:30:00+09:00");
     assert_eq!(kinds(&e), [(FindingKind::Silent, FindingStatus::Active)]);
 }

@@ -17,6 +17,10 @@ use chrono::{DateTime, FixedOffset};
 use fleet_protocol::{Campaign, Cause, ClinicCode, TenantSlug, TerminalState};
 use uuid::Uuid;
 
+use fleet_protocol::ReaderError;
+use fleet_protocol::findings::{ClinicHours, MaintenanceWindow};
+
+use crate::findings::{FindingWrites, OpenRow};
 use crate::plan::{
     CampaignRow, CounterDeltas, IncomingReport, Loaded, ReaderErrorRow, Stored, Successions,
     TerminalRow,
@@ -28,6 +32,10 @@ pub(crate) trait Tx {
     /// what is read next is what this transaction writes back onto. A no-op where
     /// one writer at a time is the database's own rule (SQLite).
     async fn lock_terminals(&mut self, terminals: &[String]) -> anyhow::Result<()>;
+
+    /// The stored terminals among `ids`, read without taking them from any cache
+    /// (the sweep reads; it never writes a state).
+    async fn read_terminals(&mut self, ids: &[String]) -> anyhow::Result<HashMap<String, Loaded>>;
 
     /// Every recorded 承継.
     async fn successions(&mut self) -> anyhow::Result<Successions>;
@@ -124,4 +132,37 @@ pub(crate) trait Tx {
         cutoff: DateTime<FixedOffset>,
         limit: u64,
     ) -> anyhow::Result<(u64, u64)>;
+
+    /// The findings rows of `terminals` that are not resolved (pending included).
+    async fn open_findings(
+        &mut self,
+        terminals: &[String],
+    ) -> anyhow::Result<HashMap<String, Vec<OpenRow>>>;
+
+    /// Writes what [`crate::findings::plan_terminal`] decided, at `now`.
+    async fn write_findings(
+        &mut self,
+        writes: &FindingWrites,
+        now: DateTime<FixedOffset>,
+    ) -> anyhow::Result<()>;
+
+    /// The hours recorded for these (tenant, clinic) pairs; a clinic absent from the
+    /// answer keeps the default hours.
+    async fn clinic_hours(
+        &mut self,
+        clinics: &[(String, ClinicCode)],
+    ) -> anyhow::Result<HashMap<(String, ClinicCode), ClinicHours>>;
+
+    /// Every maintenance window, of every scope.
+    async fn windows(&mut self) -> anyhow::Result<Vec<MaintenanceWindow>>;
+
+    /// The reader errors of `terminals` with `at` at or after `from`.
+    async fn recent_reader_errors(
+        &mut self,
+        terminals: &[String],
+        from: DateTime<FixedOffset>,
+    ) -> anyhow::Result<HashMap<String, Vec<ReaderError>>>;
+
+    /// Up to `limit` terminal ids after `after`, in id order (the sweep's pages).
+    async fn terminal_ids_after(&mut self, after: &str, limit: u64) -> anyhow::Result<Vec<String>>;
 }

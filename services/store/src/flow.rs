@@ -9,21 +9,25 @@
 //! 3. append the rest to the history and apply them to the states in arrival order;
 //! 4. record reader errors as events, write the changed states, record new clinics;
 //! 5. re-assess every campaign for the touched terminals and move the rollout
-//!    counters by exactly the change.
+//!    counters by exactly the change;
+//! 6. judge the touched terminals' findings ([`crate::findings`]) and write what
+//!    changed, so a finding is never behind the state it was judged from.
 //!
 //! Adding a campaign and 承継 reuse steps 1 and 5 ([`assess_page`],
 //! [`move_terminals`]). The caller acks messages only after the commit that follows.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
 use chrono::{DateTime, FixedOffset};
-use fleet_protocol::{Campaign, Cause, ClinicCode, TenantSlug};
+use fleet_protocol::findings::{ClinicHours, FindingKind, Thresholds};
+use fleet_protocol::{Campaign, Cause, ClinicCode, TenantSlug, TerminalState};
 use uuid::Uuid;
 
 use crate::adapter::Tx;
+use crate::findings::{self, FindingWrites, RulesContext, Subject};
 use crate::plan::{self, IncomingReport, Loaded, Outcome};
 
 /// A batch's place behind the one before it when several are written at once
@@ -70,6 +74,7 @@ pub(crate) async fn write_batch<T: Tx>(
     campaigns: &[Campaign],
     now: DateTime<FixedOffset>,
     turn: Turn,
+    rules: Option<&Thresholds>,
 ) -> anyhow::Result<Written> {
     let ids = plan::terminal_ids(batch);
     if let Some(after) = turn.after {
@@ -109,6 +114,7 @@ pub(crate) async fn write_batch<T: Tx>(
         &mut terminals,
         campaigns,
         &mut outcomes,
+        rules.is_some(),
     );
     let errors = plan::reader_error_rows(batch, &fresh.reports());
     if !errors.is_empty() {
@@ -126,15 +132,28 @@ pub(crate) async fn write_batch<T: Tx>(
     if !clinics.is_empty() {
         tx.ensure_clinics(&clinics, now).await?;
     }
-    write_campaign_states(
-        tx,
-        &terminals,
-        &fresh.touched(),
-        campaigns,
-        &fresh.sightings,
-        now,
-    )
-    .await?;
+    let touched = fresh.touched();
+    let seen =
+        write_campaign_states(tx, &terminals, &touched, campaigns, &fresh.sightings, now).await?;
+    if let Some(thresholds) = rules {
+        let with_errors: HashSet<String> = errors
+            .iter()
+            .map(|e| e.incoming.report.terminal_id.to_string())
+            .collect();
+        write_findings(
+            tx,
+            &terminals,
+            &touched,
+            campaigns,
+            &seen,
+            &with_errors,
+            &fresh.steps,
+            thresholds,
+            None,
+            now,
+        )
+        .await?;
+    }
     Ok(Written {
         outcomes: plan::finish(outcomes),
         terminals,
@@ -150,11 +169,17 @@ async fn write_campaign_states<T: Tx>(
     campaigns: &[Campaign],
     sightings: &HashMap<(String, String), DateTime<FixedOffset>>,
     now: DateTime<FixedOffset>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<HashSet<(String, String)>> {
     if campaigns.is_empty() || touched.is_empty() {
-        return Ok(());
+        return Ok(HashSet::new());
     }
     let before = tx.load_campaign_states(touched).await?;
+    let seen = before
+        .iter()
+        .filter(|(_, b)| b.seen.is_some())
+        .map(|(key, _)| key.clone())
+        .chain(sightings.keys().cloned())
+        .collect();
     let (rows, deltas) =
         plan::plan_campaign_states(terminals, touched, campaigns, &before, sightings, now);
     if !rows.is_empty() {
@@ -163,7 +188,160 @@ async fn write_campaign_states<T: Tx>(
     if !deltas.changes().is_empty() {
         tx.move_counters(&deltas).await?;
     }
+    Ok(seen)
+}
+
+/// Step 6: judges the findings of `ids` (contract §6) and writes what changed.
+///
+/// At ingest (`at` is `None`) each terminal is judged at its newest report's
+/// `observed_at`, so a replay of the past yields the findings of that past; the
+/// sweep passes its clock. Reader errors are read only for terminals that got some
+/// in this batch (`with_errors`, already appended) or hold a reader fault: for
+/// every other terminal the count cannot have reached the threshold.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn write_findings<T: Tx>(
+    tx: &mut T,
+    terminals: &HashMap<String, Loaded>,
+    ids: &[String],
+    campaigns: &[Campaign],
+    seen: &HashSet<(String, String)>,
+    with_errors: &HashSet<String>,
+    steps: &HashMap<String, Vec<TerminalState>>,
+    thresholds: &Thresholds,
+    at: Option<DateTime<FixedOffset>>,
+    now: DateTime<FixedOffset>,
+) -> anyhow::Result<()> {
+    let subjects: Vec<(&String, &Loaded, &TerminalState)> = ids
+        .iter()
+        .filter_map(|id| {
+            let loaded = terminals.get(id)?;
+            Some((id, loaded, loaded.state.as_ref()?))
+        })
+        .collect();
+    if subjects.is_empty() {
+        return Ok(());
+    }
+    let present: Vec<String> = subjects.iter().map(|(id, ..)| (*id).clone()).collect();
+    let open = tx.open_findings(&present).await?;
+    let context = RulesContext {
+        thresholds: thresholds.clone(),
+        windows: tx.windows().await?,
+    };
+    let mut clinics: Vec<(String, ClinicCode)> = subjects
+        .iter()
+        .map(|(_, l, s)| (l.tenant.as_str().to_owned(), s.clinic_code))
+        .collect();
+    clinics.sort_unstable();
+    clinics.dedup();
+    let hours = tx.clinic_hours(&clinics).await?;
+    let need_errors: Vec<String> = subjects
+        .iter()
+        .filter(|(id, ..)| {
+            with_errors.contains(*id)
+                || open
+                    .get(*id)
+                    .is_some_and(|rows| rows.iter().any(|r| r.kind == FindingKind::ReaderFault))
+        })
+        .map(|(id, ..)| (*id).clone())
+        .collect();
+    let errors = if need_errors.is_empty() {
+        HashMap::new()
+    } else {
+        let earliest = subjects
+            .iter()
+            .flat_map(|(id, _, s)| {
+                let first = steps.get(*id).and_then(|v| v.first()).unwrap_or(s);
+                [at.unwrap_or(first.last_observed_at)]
+            })
+            .min()
+            .unwrap_or(now);
+        tx.recent_reader_errors(&need_errors, earliest - thresholds.reader_fault_within)
+            .await?
+    };
+    let default_hours = ClinicHours::default();
+    let mut writes = FindingWrites::default();
+    for (id, loaded, state) in subjects {
+        let rows = open.get(id).map(Vec::as_slice).unwrap_or_default();
+        let inputs: Vec<(Campaign, bool)> = campaigns
+            .iter()
+            .map(|c| (c.clone(), seen.contains(&(id.clone(), c.id.clone()))))
+            .collect();
+        let errors = errors.get(id).map(Vec::as_slice).unwrap_or_default();
+        // Judged after each report the batch applied, in order, each at its own
+        // instant, carrying the conditions forward: the same verdict as if the
+        // reports had come one per batch.
+        let mut previous = findings::conditions_of(rows);
+        let mut verdict = None;
+        for step in steps.get(id).into_iter().flatten().chain([state]) {
+            let subject = Subject {
+                tenant: &loaded.tenant,
+                state: step,
+                hours: hours
+                    .get(&(loaded.tenant.as_str().to_owned(), step.clinic_code))
+                    .unwrap_or(&default_hours),
+                errors,
+                campaigns: &inputs,
+            };
+            let judged = findings::evaluate(
+                &subject,
+                &context,
+                &previous,
+                at.unwrap_or(step.last_observed_at),
+            );
+            previous = judged.conditions.clone();
+            verdict = Some(judged);
+        }
+        if let Some(verdict) = verdict {
+            findings::plan_terminal(&loaded.tenant, id, rows, verdict, &mut writes);
+        }
+    }
+    if !writes.is_empty() {
+        tx.write_findings(&writes, now).await?;
+    }
     Ok(())
+}
+
+/// One page of the sweep: judges up to `limit` terminals after `after` at `now`
+/// (what time alone changes: silence, clinic opening, a window's end, certificate
+/// days). Returns the last id and how many were judged; `None` when none is left.
+pub(crate) async fn sweep_page<T: Tx>(
+    tx: &mut T,
+    campaigns: &[Campaign],
+    thresholds: &Thresholds,
+    after: &str,
+    limit: u64,
+    now: DateTime<FixedOffset>,
+) -> anyhow::Result<Option<(String, u64)>> {
+    let ids = tx.terminal_ids_after(after, limit).await?;
+    let Some(last) = ids.last().cloned() else {
+        return Ok(None);
+    };
+    tx.lock_terminals(&ids).await?;
+    let terminals = tx.read_terminals(&ids).await?;
+    let seen: HashSet<(String, String)> = if campaigns.is_empty() {
+        HashSet::new()
+    } else {
+        tx.load_campaign_states(&ids)
+            .await?
+            .into_iter()
+            .filter(|(_, b)| b.seen.is_some())
+            .map(|(key, _)| key)
+            .collect()
+    };
+    write_findings(
+        tx,
+        &terminals,
+        &ids,
+        campaigns,
+        &seen,
+        &HashSet::new(),
+        &HashMap::new(),
+        thresholds,
+        Some(now),
+        now,
+    )
+    .await?;
+    Ok(Some((last, ids.len() as u64)))
 }
 
 /// Assesses one page of terminals for `campaign` (all of them, or only those whose
@@ -507,6 +685,54 @@ mod tests {
         ) -> anyhow::Result<(u64, u64)> {
             anyhow::bail!("not modelled")
         }
+
+        async fn read_terminals(
+            &mut self,
+            ids: &[String],
+        ) -> anyhow::Result<HashMap<String, Loaded>> {
+            self.load_terminals(ids).await
+        }
+
+        async fn open_findings(
+            &mut self,
+            _: &[String],
+        ) -> anyhow::Result<HashMap<String, Vec<crate::findings::OpenRow>>> {
+            anyhow::bail!("not modelled")
+        }
+
+        async fn write_findings(
+            &mut self,
+            _: &crate::findings::FindingWrites,
+            _: DateTime<FixedOffset>,
+        ) -> anyhow::Result<()> {
+            anyhow::bail!("not modelled")
+        }
+
+        async fn clinic_hours(
+            &mut self,
+            _: &[(String, ClinicCode)],
+        ) -> anyhow::Result<HashMap<(String, ClinicCode), fleet_protocol::findings::ClinicHours>>
+        {
+            anyhow::bail!("not modelled")
+        }
+
+        async fn windows(
+            &mut self,
+        ) -> anyhow::Result<Vec<fleet_protocol::findings::MaintenanceWindow>> {
+            anyhow::bail!("not modelled")
+        }
+
+        async fn recent_reader_errors(
+            &mut self,
+            _: &[String],
+            _: DateTime<FixedOffset>,
+        ) -> anyhow::Result<HashMap<String, Vec<fleet_protocol::ReaderError>>> {
+            anyhow::bail!("not modelled")
+        }
+
+        async fn terminal_ids_after(&mut self, _: &str, _: u64) -> anyhow::Result<Vec<String>> {
+            anyhow::bail!("not modelled")
+        }
     }
 
     /// One delivery: which terminal, its seq, and what the report says.
@@ -608,6 +834,7 @@ mod tests {
                 &campaigns,
                 now,
                 Turn::default(),
+                None,
             ))
             .unwrap()
             .unwrap();

@@ -14,8 +14,11 @@
 //!   [`check`] and [`history`] keep the counters and the history in shape.
 
 mod adapter;
+pub mod alerting;
 pub mod campaigns;
 pub mod check;
+mod findings;
+mod findings_rows;
 pub mod flow;
 pub mod history;
 pub mod plan;
@@ -24,6 +27,7 @@ pub mod read;
 mod schema;
 mod sqlite;
 pub mod succession;
+mod terminal_read;
 mod url;
 pub use sqlite::DEFAULT_STATE_CACHE;
 pub use url::DatabaseUrl;
@@ -35,14 +39,18 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, FixedOffset, Utc};
+use fleet_protocol::findings::Thresholds;
 use fleet_protocol::{Campaign, Prefecture, TenantSlug};
 use schema::{Campaigns, Publishers, Tenants};
 use sea_orm::sea_query::{OnConflict, Query};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend};
 
+pub use alerting::{FindingFilter, FindingPage, StoredFinding, Swept};
+pub use findings::RulesContext;
 pub use flow::Turn;
 pub use plan::{IncomingReport, Outcome};
 pub use read::{ClinicTerminal, ClinicView, Rollout, WorkItem};
+pub use terminal_read::TerminalDetail;
 
 /// Which part of the fleet a caller may see.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,6 +73,9 @@ pub struct Store {
     db: DatabaseConnection,
     /// Where writes go.
     writer: Writer,
+    /// The findings thresholds a batch is judged with; `None` judges none
+    /// (`FLEET_FINDINGS=off`, for measuring what findings cost).
+    rules: Arc<std::sync::RwLock<Option<Thresholds>>>,
 }
 
 /// Where a database's writes go.
@@ -115,7 +126,11 @@ impl Store {
             }
             DatabaseUrl::Postgres(_) => Writer::Postgres,
         };
-        Ok(Self { db, writer })
+        Ok(Self {
+            db,
+            writer,
+            rules: Arc::new(std::sync::RwLock::new(Some(Thresholds::default()))),
+        })
     }
 
     /// Applies every pending migration.
@@ -143,6 +158,7 @@ impl Store {
             .execute(&insert)
             .await
             .context("seeding campaigns")?;
+        self.seed_windows(now).await?;
         Ok(())
     }
 
@@ -240,6 +256,17 @@ impl Store {
         }
     }
 
+    /// Sets the thresholds findings are judged with at ingest; `None` turns the
+    /// judging of findings at ingest off.
+    pub fn set_findings(&self, rules: Option<Thresholds>) {
+        *self.rules.write().unwrap_or_else(|e| e.into_inner()) = rules;
+    }
+
+    /// The thresholds findings are judged with, if they are.
+    pub fn findings_rules(&self) -> Option<Thresholds> {
+        self.rules.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// Writes a batch in one transaction and returns one outcome per report, in order.
     /// `now` decides time-dependent campaign causes (has distribution started?).
     /// The caller acks the messages only after this returns `Ok`, i.e. after the
@@ -277,15 +304,18 @@ impl Store {
         now: DateTime<FixedOffset>,
         turn: Turn,
     ) -> anyhow::Result<Vec<Outcome>> {
+        let rules = self.findings_rules();
         match &self.writer {
             Writer::Sqlite(writer) => {
                 let writer = writer.clone();
-                tokio::task::spawn_blocking(move || writer.write_batch(&batch, &campaigns, now))
-                    .await
-                    .context("the SQLite writer thread panicked")?
+                tokio::task::spawn_blocking(move || {
+                    writer.write_batch(&batch, &campaigns, now, rules.as_ref())
+                })
+                .await
+                .context("the SQLite writer thread panicked")?
             }
             Writer::Postgres => {
-                postgres::write_batch(&self.db, &batch, &campaigns, now, turn).await
+                postgres::write_batch(&self.db, &batch, &campaigns, now, turn, rules.as_ref()).await
             }
         }
     }

@@ -270,6 +270,10 @@ pub(crate) struct Fresh {
     /// named, each report taken alone (a terminal that moves twice in one batch
     /// names both clinics, as two batches would).
     pub(crate) clinics: BTreeSet<(String, ClinicCode)>,
+    /// With `keep_steps`: for a terminal that more than one report of the batch
+    /// changed, its state after each of them but the last, in order — so findings
+    /// can be judged after every report, as if each had come alone.
+    pub(crate) steps: HashMap<String, Vec<TerminalState>>,
 }
 
 impl Fresh {
@@ -293,7 +297,9 @@ pub(crate) fn apply_fresh(
     terminals: &mut HashMap<String, Loaded>,
     campaigns: &[Campaign],
     outcomes: &mut [Option<Outcome>],
+    keep_steps: bool,
 ) -> Fresh {
+    let mut steps: HashMap<String, Vec<TerminalState>> = HashMap::new();
     let mut by_terminal: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for &i in appended {
         let r = &batch[i].report;
@@ -314,9 +320,18 @@ pub(crate) fn apply_fresh(
         let Some(loaded) = terminals.get_mut(id) else {
             continue;
         };
+        // Whether the previous report changed the state (which is then a step).
+        let mut after_change = false;
         for &i in indices {
             let report = &batch[i].report;
             let clinic_before = loaded.state.as_ref().map(|s| s.clinic_code);
+            if keep_steps
+                && after_change
+                && let Some(state) = &loaded.state
+            {
+                steps.entry(id.clone()).or_default().push(state.clone());
+            }
+            after_change = false;
             let applied = match &mut loaded.state {
                 Some(state) => state.apply(report),
                 None => {
@@ -327,6 +342,7 @@ pub(crate) fn apply_fresh(
             outcomes[i] = Some(match applied {
                 Applied::Newer => {
                     loaded.changed = true;
+                    after_change = true;
                     loaded.received_at = Some(batch[i].received_at);
                     if clinic_before != Some(report.clinic_code) {
                         clinics.insert((loaded.tenant.to_string(), report.clinic_code));
@@ -348,6 +364,7 @@ pub(crate) fn apply_fresh(
         by_terminal,
         sightings,
         clinics,
+        steps,
     }
 }
 

@@ -20,7 +20,8 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use anyhow::Context;
 use chrono::{DateTime, Datelike, FixedOffset, Months, NaiveDate};
-use fleet_protocol::{Campaign, Cause, ClinicCode, JST, TenantSlug, TerminalState};
+use fleet_protocol::findings::{ClinicHours, MaintenanceWindow, Thresholds};
+use fleet_protocol::{Campaign, Cause, ClinicCode, JST, ReaderError, TenantSlug, TerminalState};
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, Statement,
     TransactionTrait, Value,
@@ -28,6 +29,8 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::adapter::Tx;
+use crate::findings::{FindingWrites, OpenRow};
+use crate::findings_rows::{RowColumns, open_row, parse_hours, window_of};
 use crate::flow::{self, Turn};
 use crate::plan::{
     CampaignRow, CounterDeltas, IncomingReport, Loaded, Outcome, ReaderErrorRow, Stored,
@@ -57,13 +60,14 @@ pub(crate) async fn write_batch(
     campaigns: &[Campaign],
     now: DateTime<FixedOffset>,
     turn: Turn,
+    rules: Option<&Thresholds>,
 ) -> anyhow::Result<Vec<Outcome>> {
     let txn = db
         .begin()
         .await
         .context("beginning the batch transaction")?;
     let mut tx = PgTx::new(&txn);
-    let written = flow::write_batch(&mut tx, batch, campaigns, now, turn).await?;
+    let written = flow::write_batch(&mut tx, batch, campaigns, now, turn, rules).await?;
     txn.commit().await.context("committing the batch")?;
     Ok(written.outcomes)
 }
@@ -235,6 +239,38 @@ const UPSERT_CAMPAIGN_STATES: &str = "INSERT INTO campaign_states \
        seen_in_distribution_at = excluded.seen_in_distribution_at, \
        updated_at = excluded.updated_at";
 
+const OPEN_FINDINGS: &str = "SELECT terminal_id, id, kind, campaign, status, since, body \
+     FROM findings WHERE terminal_id = ANY($1::text[]) AND status <> 'resolved'";
+
+/// Nullable columns travel as a text array and a "present" array (see
+/// [`optional_texts`]).
+const UPSERT_FINDINGS: &str = "INSERT INTO findings \
+     (id, tenant, terminal_id, clinic_code, prefecture, area, kind, campaign, severity, \
+      status, since, body, window_id, incident_id, updated_at) \
+     SELECT id, tenant, terminal_id, CASE WHEN has_clinic THEN clinic_code END, \
+            CASE WHEN has_clinic THEN prefecture END, CASE WHEN has_clinic THEN area END, \
+            kind, campaign, severity, status, since, body, \
+            CASE WHEN has_window THEN window_id END, \
+            CASE WHEN has_incident THEN incident_id END, $19 \
+     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[], $6::text[], \
+                 $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], \
+                 $12::timestamptz[], $13::text[], $14::text[], $15::bool[], $16::text[], \
+                 $17::bool[], $18::int4[]) \
+          AS t(id, tenant, terminal_id, clinic_code, has_clinic, prefecture, area, kind, \
+               campaign, severity, status, since, body, window_id, has_window, incident_id, \
+               has_incident, ord) \
+     ORDER BY ord \
+     ON CONFLICT (id) DO UPDATE SET clinic_code = excluded.clinic_code, \
+       prefecture = excluded.prefecture, area = excluded.area, \
+       severity = excluded.severity, status = excluded.status, since = excluded.since, \
+       body = excluded.body, window_id = excluded.window_id, \
+       incident_id = excluded.incident_id, updated_at = excluded.updated_at";
+
+const APPEND_FINDING_EVENTS: &str = "INSERT INTO finding_events (finding_id, at, event, actor) \
+     SELECT id, $2, event, CASE WHEN has_actor THEN actor END \
+     FROM unnest($1::text[], $3::text[], $4::text[], $5::bool[]) \
+          AS t(id, event, actor, has_actor)";
+
 const MOVE_COUNTERS: &str = "INSERT INTO rollout_counters \
      (tenant, prefecture, campaign_id, state, terminals) \
      SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[]) \
@@ -299,6 +335,10 @@ impl Tx for PgTx<'_> {
             map.insert(id, loaded);
         }
         Ok(map)
+    }
+
+    async fn read_terminals(&mut self, ids: &[String]) -> anyhow::Result<HashMap<String, Loaded>> {
+        self.load_terminals(ids).await
     }
 
     async fn stored_reports(
@@ -623,6 +663,213 @@ impl Tx for PgTx<'_> {
             )
             .await?;
         Ok((reports, errors))
+    }
+
+    async fn open_findings(
+        &mut self,
+        terminals: &[String],
+    ) -> anyhow::Result<HashMap<String, Vec<OpenRow>>> {
+        let rows = self
+            .query(
+                OPEN_FINDINGS,
+                vec![texts(terminals.iter().map(String::as_str))],
+                "loading findings",
+            )
+            .await?;
+        let mut map: HashMap<String, Vec<OpenRow>> = HashMap::new();
+        for row in rows {
+            let terminal: String = row.try_get("", "terminal_id")?;
+            let open = open_row(
+                &row.try_get::<String>("", "id")?,
+                &row.try_get::<String>("", "kind")?,
+                &row.try_get::<String>("", "campaign")?,
+                &row.try_get::<String>("", "status")?,
+                row.try_get("", "since")?,
+                &row.try_get::<String>("", "body")?,
+            )?;
+            map.entry(terminal).or_default().push(open);
+        }
+        Ok(map)
+    }
+
+    async fn write_findings(
+        &mut self,
+        writes: &FindingWrites,
+        now: DateTime<FixedOffset>,
+    ) -> anyhow::Result<()> {
+        if !writes.rows.is_empty() {
+            let columns: Vec<RowColumns> = writes
+                .rows
+                .iter()
+                .map(RowColumns::of)
+                .collect::<anyhow::Result<_>>()?;
+            let rows = &writes.rows;
+            let [clinic, has_clinic] =
+                optional_texts(columns.iter().map(|c| c.clinic_code.as_deref()));
+            let [window, has_window] =
+                optional_texts(columns.iter().map(|c| c.window_id.as_deref()));
+            let [incident, has_incident] =
+                optional_texts(columns.iter().map(|c| c.incident_id.as_deref()));
+            let ids: Vec<String> = rows.iter().map(|r| r.id.to_string()).collect();
+            let ord: Vec<i32> = (0..rows.len() as i32).collect();
+            let values = vec![
+                texts(ids.iter().map(String::as_str)),
+                texts(rows.iter().map(|r| r.tenant.as_str())),
+                texts(rows.iter().map(|r| r.terminal_id.as_str())),
+                clinic,
+                has_clinic,
+                texts(
+                    columns
+                        .iter()
+                        .map(|c| c.prefecture.as_deref().unwrap_or("")),
+                ),
+                texts(columns.iter().map(|c| c.area.as_deref().unwrap_or(""))),
+                texts(rows.iter().map(|r| r.kind.as_str())),
+                texts(rows.iter().map(|r| r.campaign.as_deref().unwrap_or(""))),
+                texts(columns.iter().map(|c| c.severity.as_str())),
+                texts(rows.iter().map(|r| r.status.as_str())),
+                times(rows.iter().map(|r| r.since)),
+                texts(columns.iter().map(|c| c.body.as_str())),
+                window,
+                has_window,
+                incident,
+                has_incident,
+                ord.into(),
+                now.into(),
+            ];
+            self.execute(UPSERT_FINDINGS, values, "writing findings")
+                .await?;
+        }
+        if !writes.resolved.is_empty() {
+            let ids: Vec<String> = writes.resolved.iter().map(Uuid::to_string).collect();
+            self.execute(
+                "UPDATE findings SET status = 'resolved', resolved_at = $2, updated_at = $2 \
+                 WHERE id = ANY($1::text[])",
+                vec![texts(ids.iter().map(String::as_str)), now.into()],
+                "resolving findings",
+            )
+            .await?;
+        }
+        if !writes.dropped.is_empty() {
+            let ids: Vec<String> = writes.dropped.iter().map(Uuid::to_string).collect();
+            self.execute(
+                "DELETE FROM findings WHERE id = ANY($1::text[]) AND status = 'pending'",
+                vec![texts(ids.iter().map(String::as_str))],
+                "dropping pending conditions",
+            )
+            .await?;
+        }
+        if !writes.events.is_empty() {
+            let ids: Vec<String> = writes
+                .events
+                .iter()
+                .map(|e| e.finding.to_string())
+                .collect();
+            let [actor, has_actor] =
+                optional_texts(writes.events.iter().map(|e| e.actor.as_deref()));
+            let values = vec![
+                texts(ids.iter().map(String::as_str)),
+                now.into(),
+                texts(writes.events.iter().map(|e| e.event)),
+                actor,
+                has_actor,
+            ];
+            self.execute(APPEND_FINDING_EVENTS, values, "recording finding events")
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn clinic_hours(
+        &mut self,
+        clinics: &[(String, ClinicCode)],
+    ) -> anyhow::Result<HashMap<(String, ClinicCode), ClinicHours>> {
+        let rows = self
+            .query(
+                "SELECT h.tenant, h.clinic_code, h.hours FROM clinic_hours h \
+                 JOIN unnest($1::text[], $2::text[]) AS t(tenant, clinic_code) \
+                 ON h.tenant = t.tenant AND h.clinic_code = t.clinic_code",
+                vec![
+                    texts(clinics.iter().map(|(t, _)| t.as_str())),
+                    texts(clinics.iter().map(|(_, c)| c.as_str())),
+                ],
+                "loading clinic hours",
+            )
+            .await?;
+        let mut map = HashMap::new();
+        for row in rows {
+            let tenant: String = row.try_get("", "tenant")?;
+            let code: String = row.try_get("", "clinic_code")?;
+            let hours: String = row.try_get("", "hours")?;
+            map.insert((tenant, ClinicCode::parse(&code)?), parse_hours(&hours)?);
+        }
+        Ok(map)
+    }
+
+    async fn windows(&mut self) -> anyhow::Result<Vec<MaintenanceWindow>> {
+        let rows = self
+            .query(
+                "SELECT id, scope, area, kind, starts_at, ends_at, title FROM maintenance_windows",
+                vec![],
+                "loading maintenance windows",
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                window_of(
+                    row.try_get("", "id")?,
+                    &row.try_get::<String>("", "scope")?,
+                    &row.try_get::<String>("", "area")?,
+                    &row.try_get::<String>("", "kind")?,
+                    row.try_get("", "starts_at")?,
+                    row.try_get("", "ends_at")?,
+                    row.try_get("", "title")?,
+                )
+            })
+            .collect()
+    }
+
+    async fn recent_reader_errors(
+        &mut self,
+        terminals: &[String],
+        from: DateTime<FixedOffset>,
+    ) -> anyhow::Result<HashMap<String, Vec<ReaderError>>> {
+        let rows = self
+            .query(
+                "SELECT terminal_id, code, message, at, count FROM reader_errors \
+                 WHERE terminal_id = ANY($1::text[]) AND at >= $2",
+                vec![texts(terminals.iter().map(String::as_str)), from.into()],
+                "loading reader errors",
+            )
+            .await?;
+        let mut map: HashMap<String, Vec<ReaderError>> = HashMap::new();
+        for row in rows {
+            let count: i64 = row.try_get("", "count")?;
+            map.entry(row.try_get("", "terminal_id")?)
+                .or_default()
+                .push(ReaderError {
+                    code: row.try_get("", "code")?,
+                    message: row.try_get("", "message")?,
+                    at: row.try_get("", "at")?,
+                    count: u32::try_from(count).unwrap_or(0),
+                });
+        }
+        Ok(map)
+    }
+
+    async fn terminal_ids_after(&mut self, after: &str, limit: u64) -> anyhow::Result<Vec<String>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self
+            .query(
+                "SELECT terminal_id FROM terminals WHERE terminal_id > $1 \
+                 ORDER BY terminal_id LIMIT $2",
+                vec![after.into(), limit.into()],
+                "paging through terminals",
+            )
+            .await?;
+        rows.iter()
+            .map(|row| Ok(row.try_get("", "terminal_id")?))
+            .collect()
     }
 
     async fn move_terminal(&mut self, id: &str, state: &TerminalState) -> anyhow::Result<()> {

@@ -80,3 +80,53 @@ pub(crate) enum Computed {
     /// A count or a sum.
     N,
 }
+
+#[derive(DeriveIden, Clone, Copy)]
+pub(crate) enum Findings {
+    Table,
+    Id,
+    Tenant,
+    TerminalId,
+    ClinicCode,
+    Kind,
+    Severity,
+    Status,
+    Since,
+    ResolvedAt,
+    Body,
+    AckedBy,
+    AckedAt,
+    SentAt,
+    Delivery,
+}
+
+#[derive(DeriveIden, Clone, Copy)]
+pub(crate) enum FindingEvents {
+    Table,
+    FindingId,
+    At,
+    Event,
+    Actor,
+}
+
+#[derive(DeriveIden, Clone, Copy)]
+pub(crate) enum MaintenanceWindows {
+    Table,
+    Id,
+    Scope,
+    Area,
+    Kind,
+    StartsAt,
+    EndsAt,
+    Title,
+    CreatedAt,
+}
+
+#[derive(DeriveIden, Clone, Copy)]
+pub(crate) enum ClinicHours {
+    Table,
+    Tenant,
+    ClinicCode,
+    Hours,
+    UpdatedAt,
+}

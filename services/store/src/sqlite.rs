@@ -31,11 +31,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, FixedOffset};
-use fleet_protocol::{Campaign, Cause, ClinicCode, JST, TenantSlug, TerminalState};
+use fleet_protocol::findings::{ClinicHours, MaintenanceWindow, Thresholds};
+use fleet_protocol::{Campaign, Cause, ClinicCode, JST, ReaderError, TenantSlug, TerminalState};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use uuid::Uuid;
 
 use crate::adapter::Tx;
+use crate::findings::{FindingWrites, OpenRow};
+use crate::findings_rows::{RowColumns, open_row, parse_hours, window_of};
 use crate::flow::{self, Turn, run_ready};
 use crate::plan::{
     CampaignRow, CounterDeltas, IncomingReport, Loaded, Outcome, ReaderErrorRow, Stored,
@@ -154,6 +157,7 @@ impl SqliteWriter {
         batch: &[IncomingReport],
         campaigns: &[Campaign],
         now: DateTime<FixedOffset>,
+        rules: Option<&Thresholds>,
     ) -> anyhow::Result<Vec<Outcome>> {
         let mut inner = self.lock();
         let result = inner.transaction(|tx| {
@@ -163,6 +167,7 @@ impl SqliteWriter {
                 campaigns,
                 now,
                 Turn::default(),
+                rules,
             ))?
         });
         match result {
@@ -189,6 +194,32 @@ impl SqliteWriter {
         let result = inner.transaction(job).map(|(out, _, _)| out);
         inner.forget();
         result
+    }
+
+    /// A write that touches no terminal state and no campaign state (findings,
+    /// windows, hours), blocking, in one transaction. The cache stays: what it holds
+    /// is still what is committed. Terminals the job loads must be read with
+    /// [`Tx::read_terminals`], which leaves the cache alone.
+    pub(crate) fn run_beside_cache<R>(
+        &self,
+        job: impl FnOnce(&mut SqliteTx<'_>) -> anyhow::Result<R>,
+    ) -> anyhow::Result<R> {
+        let mut inner = self.lock();
+        match inner.transaction(job) {
+            Ok((out, _, known)) => {
+                // Campaign states the job read are committed ones too.
+                for (id, states) in known {
+                    if let Some(cached) = inner.cache.get_mut(&id) {
+                        cached.campaigns.get_or_insert(states);
+                    }
+                }
+                Ok(out)
+            }
+            Err(err) => {
+                inner.forget();
+                Err(err)
+            }
+        }
     }
 }
 
@@ -349,6 +380,24 @@ impl Tx for SqliteTx<'_> {
             );
         }
         Ok(Successions::from_moves(moves))
+    }
+
+    async fn read_terminals(&mut self, ids: &[String]) -> anyhow::Result<HashMap<String, Loaded>> {
+        // The cache holds committed states only, so the table says the same.
+        let mut select = self
+            .txn
+            .prepare_cached("SELECT tenant, state FROM terminals WHERE terminal_id = ?1")?;
+        let mut map = HashMap::with_capacity(ids.len());
+        for id in ids {
+            let found: Option<(String, String)> = select
+                .query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))
+                .optional()
+                .context("reading terminals")?;
+            if let Some((tenant, state)) = found {
+                map.insert(id.clone(), Loaded::from_row(id, &tenant, &state)?);
+            }
+        }
+        Ok(map)
     }
 
     /// From the cache (taken out; a batch puts them back after its commit) or else
@@ -769,6 +818,184 @@ impl Tx for SqliteTx<'_> {
             )
             .context("deleting old reader errors")?;
         Ok((reports as u64, errors as u64))
+    }
+
+    async fn open_findings(
+        &mut self,
+        terminals: &[String],
+    ) -> anyhow::Result<HashMap<String, Vec<OpenRow>>> {
+        let mut select = self.txn.prepare_cached(
+            "SELECT id, kind, campaign, status, since, body FROM findings \
+             WHERE terminal_id = ?1 AND status <> 'resolved'",
+        )?;
+        let mut map: HashMap<String, Vec<OpenRow>> = HashMap::new();
+        for id in terminals {
+            let mut rows = select.query([id]).context("loading findings")?;
+            while let Some(row) = rows.next()? {
+                let open = open_row(
+                    &row.get::<_, String>(0)?,
+                    &row.get::<_, String>(1)?,
+                    &row.get::<_, String>(2)?,
+                    &row.get::<_, String>(3)?,
+                    parse_time(&row.get::<_, String>(4)?)?,
+                    &row.get::<_, String>(5)?,
+                )?;
+                map.entry(id.clone()).or_default().push(open);
+            }
+        }
+        Ok(map)
+    }
+
+    async fn write_findings(
+        &mut self,
+        writes: &FindingWrites,
+        now: DateTime<FixedOffset>,
+    ) -> anyhow::Result<()> {
+        let now_text = time_text(now.with_timezone(&JST));
+        {
+            let mut upsert = self.txn.prepare_cached(
+                "INSERT INTO findings (id, tenant, terminal_id, clinic_code, prefecture, area, \
+                 kind, campaign, severity, status, since, body, window_id, incident_id, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
+                 ON CONFLICT (id) DO UPDATE SET clinic_code = excluded.clinic_code, \
+                 prefecture = excluded.prefecture, area = excluded.area, \
+                 severity = excluded.severity, status = excluded.status, since = excluded.since, \
+                 body = excluded.body, window_id = excluded.window_id, \
+                 incident_id = excluded.incident_id, updated_at = excluded.updated_at",
+            )?;
+            for w in &writes.rows {
+                let c = RowColumns::of(w)?;
+                upsert
+                    .execute(params![
+                        w.id.to_string(),
+                        w.tenant,
+                        w.terminal_id,
+                        c.clinic_code,
+                        c.prefecture,
+                        c.area,
+                        w.kind.as_str(),
+                        w.campaign.as_deref().unwrap_or(""),
+                        c.severity,
+                        w.status.as_str(),
+                        time_text(w.since.with_timezone(&JST)),
+                        c.body,
+                        c.window_id,
+                        c.incident_id,
+                        now_text,
+                    ])
+                    .context("writing findings")?;
+            }
+        }
+        {
+            let mut resolve = self.txn.prepare_cached(
+                "UPDATE findings SET status = 'resolved', resolved_at = ?2, updated_at = ?2 \
+                 WHERE id = ?1",
+            )?;
+            for id in &writes.resolved {
+                resolve
+                    .execute(params![id.to_string(), now_text])
+                    .context("resolving findings")?;
+            }
+        }
+        {
+            let mut drop = self
+                .txn
+                .prepare_cached("DELETE FROM findings WHERE id = ?1 AND status = 'pending'")?;
+            for id in &writes.dropped {
+                drop.execute([id.to_string()])
+                    .context("dropping pending conditions")?;
+            }
+        }
+        let mut event = self.txn.prepare_cached(
+            "INSERT INTO finding_events (finding_id, at, event, actor) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for e in &writes.events {
+            event
+                .execute(params![e.finding.to_string(), now_text, e.event, e.actor])
+                .context("recording finding events")?;
+        }
+        Ok(())
+    }
+
+    async fn clinic_hours(
+        &mut self,
+        clinics: &[(String, ClinicCode)],
+    ) -> anyhow::Result<HashMap<(String, ClinicCode), ClinicHours>> {
+        let mut select = self.txn.prepare_cached(
+            "SELECT hours FROM clinic_hours WHERE tenant = ?1 AND clinic_code = ?2",
+        )?;
+        let mut map = HashMap::new();
+        for (tenant, code) in clinics {
+            let found: Option<String> = select
+                .query_row(params![tenant, code.as_str()], |row| row.get(0))
+                .optional()
+                .context("loading clinic hours")?;
+            if let Some(text) = found {
+                map.insert((tenant.clone(), *code), parse_hours(&text)?);
+            }
+        }
+        Ok(map)
+    }
+
+    async fn windows(&mut self) -> anyhow::Result<Vec<MaintenanceWindow>> {
+        let mut select = self.txn.prepare_cached(
+            "SELECT id, scope, area, kind, starts_at, ends_at, title FROM maintenance_windows",
+        )?;
+        let mut rows = select.query([]).context("loading maintenance windows")?;
+        let mut windows = Vec::new();
+        while let Some(row) = rows.next()? {
+            windows.push(window_of(
+                row.get(0)?,
+                &row.get::<_, String>(1)?,
+                &row.get::<_, String>(2)?,
+                &row.get::<_, String>(3)?,
+                parse_time(&row.get::<_, String>(4)?)?,
+                parse_time(&row.get::<_, String>(5)?)?,
+                row.get(6)?,
+            )?);
+        }
+        Ok(windows)
+    }
+
+    async fn recent_reader_errors(
+        &mut self,
+        terminals: &[String],
+        from: DateTime<FixedOffset>,
+    ) -> anyhow::Result<HashMap<String, Vec<ReaderError>>> {
+        let mut select = self.txn.prepare_cached(
+            "SELECT code, message, at, count FROM reader_errors \
+             WHERE terminal_id = ?1 AND at >= ?2",
+        )?;
+        let from = time_text(from.with_timezone(&JST));
+        let mut map: HashMap<String, Vec<ReaderError>> = HashMap::new();
+        for id in terminals {
+            let mut rows = select
+                .query(params![id, from])
+                .context("loading reader errors")?;
+            while let Some(row) = rows.next()? {
+                let count: i64 = row.get(3)?;
+                map.entry(id.clone()).or_default().push(ReaderError {
+                    code: row.get(0)?,
+                    message: row.get(1)?,
+                    at: parse_time(&row.get::<_, String>(2)?)?,
+                    count: u32::try_from(count).unwrap_or(u32::MAX),
+                });
+            }
+        }
+        Ok(map)
+    }
+
+    async fn terminal_ids_after(&mut self, after: &str, limit: u64) -> anyhow::Result<Vec<String>> {
+        let mut select = self.txn.prepare_cached(
+            "SELECT terminal_id FROM terminals WHERE terminal_id > ?1 \
+             ORDER BY terminal_id LIMIT ?2",
+        )?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let ids = select
+            .query_map(params![after, limit], |row| row.get(0))?
+            .collect::<Result<Vec<String>, _>>()
+            .context("paging terminals")?;
+        Ok(ids)
     }
 
     async fn move_terminal(&mut self, id: &str, state: &TerminalState) -> anyhow::Result<()> {

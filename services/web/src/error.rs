@@ -15,6 +15,12 @@ pub enum WebError {
     /// A malformed query or path value: 400, naming the parameter.
     #[error("{0}")]
     BadRequest(String),
+    /// The caller's role may not do this: 403.
+    #[error("forbidden for this role")]
+    Forbidden,
+    /// It exists already: 409, naming what.
+    #[error("{0}")]
+    Conflict(String),
     #[error("internal error")]
     Unexpected(#[from] anyhow::Error),
 }
@@ -25,6 +31,8 @@ impl ResponseError for WebError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod findings_api;
 pub mod i18n;
 pub mod pages;
 pub mod view;
@@ -82,6 +83,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(metrics)
         .service(api::clinic)
         .service(api::rollout)
+        .service(findings_api::list_findings)
+        .service(findings_api::ack)
+        .service(findings_api::list_windows)
+        .service(findings_api::add_window)
+        .service(findings_api::remove_window)
+        .service(findings_api::get_hours)
+        .service(findings_api::put_hours)
+        .service(findings_api::get_terminal)
         .service(pages::overview)
         .service(pages::clinic)
         .service(pages::login_form)

@@ -219,14 +219,9 @@ pub fn evaluate_group(
         .filter(|w| w.applies_to(tenant))
         .cloned()
         .collect();
-    // Its first span: terminals cut off by an outage went silent just before it.
-    let window = explaining_window_during(
-        &applicable,
-        FindingKind::AreaIncident,
-        area,
-        since,
-        since + thresholds.within,
-    );
+    // Contract §6: by its `since` alone.
+    let window =
+        explaining_window_during(&applicable, FindingKind::AreaIncident, area, since, since);
     let status = match window {
         Some(w) if now < w.ends_at => FindingStatus::Suppressed,
         _ => FindingStatus::Active,

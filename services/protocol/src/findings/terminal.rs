@@ -216,14 +216,18 @@ impl Ctx<'_, '_> {
 
     /// Marks a finding an announced window explains: suppressed while the window
     /// lasts, active (with the same `window_id`) once it has ended.
-    fn apply_windows(&self, finding: &mut Finding, began_by: DateTime<FixedOffset>) {
+    ///
+    /// Contract §6 matches by `since` alone, and so does this, although for `silent`
+    /// (whose `since` is the last report, sent just before an outage cut the line)
+    /// it means an outage rarely explains silence; the session note says so.
+    fn apply_windows(&self, finding: &mut Finding) {
         let area = self.input.state.clinic_code.area();
         let found = explaining_window_during(
             self.input.windows,
             finding.kind,
             area,
             finding.since,
-            began_by.max(finding.since),
+            finding.since,
         );
         if let Some(w) = found {
             finding.window_id = Some(w.id.clone());
@@ -275,7 +279,7 @@ pub fn evaluate_terminal(
                 ),
                 _ => format!("回線認証が切断されています({} から)", jst_text(since)),
             };
-            ctx.apply_windows(&mut f, since);
+            ctx.apply_windows(&mut f);
             ctx.out.findings.push(f);
         }
     }
@@ -298,7 +302,7 @@ pub fn evaluate_terminal(
         if raised {
             let mut f = ctx.finding(FindingKind::Silent, Severity::Ticket, last);
             f.detail = format!("最後の報告は {} です", jst_text(last));
-            ctx.apply_windows(&mut f, last + after);
+            ctx.apply_windows(&mut f);
             ctx.out.findings.push(f);
         }
     }
@@ -411,7 +415,7 @@ fn reader_fault(ctx: &mut Ctx<'_, '_>, thresholds: &Thresholds, open: bool) {
     // Only a fault the network explains can be suppressed by an outage window.
     let network_side = disconnected.is_none() && network >= thresholds.reader_fault_errors;
     if network_side {
-        ctx.apply_windows(&mut f, since);
+        ctx.apply_windows(&mut f);
     }
     ctx.out.findings.push(f);
 }

@@ -14,7 +14,7 @@
 
 use std::fmt;
 
-use chrono::{DateTime, FixedOffset, NaiveDate, TimeDelta};
+use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, TimeDelta};
 use serde::{Deserialize, Serialize};
 
 use super::finding::FindingKind;
@@ -114,6 +114,12 @@ pub enum WindowError {
     EmptyId,
     #[error("title must not be empty")]
     EmptyTitle,
+    #[error("id must be 1–64 letters, digits, '-', '_' or '.'")]
+    BadId,
+    #[error("title must be at most 200 characters, without control characters")]
+    BadTitle,
+    #[error("starts_at and ends_at must lie in the years 2000–2099")]
+    OutOfRange,
 }
 
 impl MaintenanceWindow {
@@ -124,6 +130,21 @@ impl MaintenanceWindow {
         }
         if self.title.trim().is_empty() {
             return Err(WindowError::EmptyTitle);
+        }
+        if self.id.len() > 64
+            || !self
+                .id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(WindowError::BadId);
+        }
+        if self.title.chars().count() > 200 || self.title.chars().any(char::is_control) {
+            return Err(WindowError::BadTitle);
+        }
+        let years = 2000..=2099;
+        if !years.contains(&self.starts_at.year()) || !years.contains(&self.ends_at.year()) {
+            return Err(WindowError::OutOfRange);
         }
         if self.ends_at <= self.starts_at {
             return Err(WindowError::EndsBeforeStart);
