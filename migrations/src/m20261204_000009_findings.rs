@@ -80,6 +80,18 @@ enum ClinicHours {
     UpdatedAt,
 }
 
+/// How many terminals of a tenant's prefecture first reported in each hour (by
+/// `observed_at`): what "reported in the previous hour" of an area incident counts,
+/// kept as reports arrive so no one counts the fleet.
+#[derive(DeriveIden)]
+enum ReportingHours {
+    Table,
+    Tenant,
+    Prefecture,
+    Hour,
+    Terminals,
+}
+
 #[derive(DeriveIden)]
 enum ReaderErrors {
     Table,
@@ -191,6 +203,24 @@ impl MigrationTrait for Migration {
                         Index::create()
                             .col(ClinicHours::Tenant)
                             .col(ClinicHours::ClinicCode),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(ReportingHours::Table)
+                    .if_not_exists()
+                    .col(text(ReportingHours::Tenant))
+                    .col(text(ReportingHours::Prefecture))
+                    .col(timestamp_with_time_zone(ReportingHours::Hour))
+                    .col(big_integer(ReportingHours::Terminals))
+                    .primary_key(
+                        Index::create()
+                            .col(ReportingHours::Tenant)
+                            .col(ReportingHours::Prefecture)
+                            .col(ReportingHours::Hour),
                     )
                     .to_owned(),
             )

@@ -497,3 +497,75 @@ async fn hostile_input_to_windows_and_hours() -> anyhow::Result<()> {
     assert_eq!(status, 400);
     app.shutdown().await
 }
+
+/// A scripted outage of 300 east terminals outside any window: exactly one area
+/// incident (a page, no terminal), and every terminal finding folded under it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_area_outage_is_one_incident_that_folds_the_rest() -> anyhow::Result<()> {
+    let app = TestApp::spawn_with(
+        DbKind::Postgres,
+        &[
+            ("FLEET_CLOCK", "2025-03-04T10:15:00+09:00"),
+            ("FLEET_ALERT_DELIVER_MS", "200"),
+        ],
+    )
+    .await?;
+    let oncall = app.vendor_token(Role::Oncall, "demo");
+    let n = 300u32;
+    for i in 0..n {
+        let tid = terminal_id(1000 + i);
+        let clinic = format!("13{:08}", 10_000_000 + i);
+        app.publish(&report(
+            &tid,
+            1,
+            &clinic,
+            "2025-03-04T09:50:00+09:00",
+            json!({}),
+        ))
+        .await?;
+        app.publish(&report(
+            &tid,
+            2,
+            &clinic,
+            "2025-03-04T10:00:00+09:00",
+            down(),
+        ))
+        .await?;
+        app.publish(&report(
+            &tid,
+            3,
+            &clinic,
+            "2025-03-04T10:11:00+09:00",
+            down(),
+        ))
+        .await?;
+    }
+    let incidents = findings_until(&app, &oncall, "kind=area_incident", |l| !l.is_empty()).await?;
+    let folded = findings_until(
+        &app,
+        &oncall,
+        "kind=line_auth_down&status=folded&limit=1000",
+        |l| l.len() == n as usize,
+    )
+    .await?;
+    let incidents_now = findings_until(&app, &oncall, "kind=area_incident", |_| true).await?;
+    assert_eq!(
+        incidents_now.len(),
+        1,
+        "exactly one incident: {incidents:#?}"
+    );
+    let incident = &incidents_now[0];
+    assert_eq!(incident["severity"], "page");
+    assert_eq!(incident["status"], "active");
+    assert_eq!(incident["area"], "east");
+    assert!(incident.get("terminal_id").is_none() || incident["terminal_id"].is_null());
+    assert!(
+        folded
+            .iter()
+            .all(|f| f["incident_id"] == incident["incident_id"])
+    );
+    let active =
+        findings_until(&app, &oncall, "kind=line_auth_down&status=active", |_| true).await?;
+    assert!(active.is_empty(), "nothing left unfolded: {active:#?}");
+    app.shutdown().await
+}

@@ -403,7 +403,11 @@ async fn postgres_schema_suits_heavy_writes() -> anyhow::Result<()> {
     let indexes: Option<String> = row.try_get("", "indexes")?;
     assert_eq!(
         indexes.as_deref(),
-        Some("CREATE INDEX reader_errors_by_time ON public.reader_errors USING btree (at)")
+        Some(
+            "CREATE INDEX reader_errors_by_terminal ON public.reader_errors USING btree (terminal_id, at); \
+             CREATE INDEX reader_errors_by_time ON public.reader_errors USING btree (at)"
+        ),
+        "no unique key; by time for retention, by terminal and time for the findings' count"
     );
     app.shutdown().await
 }

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::Utc;
-use fleet_protocol::findings::{FindingKind, FindingStatus, Thresholds};
+use fleet_protocol::findings::{FindingKind, FindingStatus, IncidentThresholds, Thresholds};
 use fleet_protocol::{JST, SecretUrl, SharedClock};
 use fleet_store::{DatabaseUrl, Store, StoredFinding};
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
@@ -196,6 +196,14 @@ pub async fn run(
                 }
             }
             _ = deliver.tick() => {
+                match store.judge_incidents(clock.now(), &IncidentThresholds::default()).await {
+                    Ok(j) if j.raised + j.resolved > 0 => tracing::info!(
+                        raised = j.raised, resolved = j.resolved, folded = j.folded,
+                        "area incidents changed"
+                    ),
+                    Ok(_) => {}
+                    Err(err) => tracing::warn!(error = format!("{err:#}"), "judging incidents failed"),
+                }
                 if let Some(url) = &settings.alertmanager_url
                     && let Err(err) =
                         deliver_once(&store, &client, url.expose_url(), &settings, &metrics).await

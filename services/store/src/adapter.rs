@@ -165,4 +165,10 @@ pub(crate) trait Tx {
 
     /// Up to `limit` terminal ids after `after`, in id order (the sweep's pages).
     async fn terminal_ids_after(&mut self, after: &str, limit: u64) -> anyhow::Result<Vec<String>>;
+
+    /// Adds to the hourly counts of terminals that reported (area incidents' base).
+    async fn count_reporting(
+        &mut self,
+        counts: &std::collections::BTreeMap<(String, String, DateTime<FixedOffset>), i64>,
+    ) -> anyhow::Result<()>;
 }

@@ -71,8 +71,9 @@ fn jst(t: DateTime<FixedOffset>) -> DateTime<FixedOffset> {
 /// Most urgent first: page, urgent, ticket.
 const SEVERITY_RANK: &str = "CASE severity WHEN 'page' THEN 0 WHEN 'urgent' THEN 1 ELSE 2 END";
 
-fn finding_columns() -> [Findings; 7] {
+fn finding_columns() -> [Findings; 8] {
     [
+        Findings::IncidentId,
         Findings::Id,
         Findings::Tenant,
         Findings::Body,
@@ -91,6 +92,7 @@ fn stored_finding(row: &sea_orm::QueryResult) -> anyhow::Result<StoredFinding> {
     // The row's status is the truth: `resolved` is set on the row alone.
     finding.status = FindingStatus::parse(&status)
         .ok_or_else(|| anyhow::anyhow!("stored finding status {status:?} is unknown"))?;
+    finding.incident_id = row.try_get("", "incident_id")?;
     Ok(StoredFinding {
         id: Uuid::parse_str(&id)?,
         tenant: row.try_get("", "tenant")?,

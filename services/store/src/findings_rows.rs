@@ -58,11 +58,18 @@ pub(crate) fn open_row(
     status: &str,
     since: DateTime<FixedOffset>,
     body: &str,
+    incident_id: Option<String>,
 ) -> anyhow::Result<OpenRow> {
     let status = RowStatus::parse(status)?;
     let finding = match status {
         RowStatus::Pending => None,
-        RowStatus::Shown(_) => Some(parse_finding(body)?),
+        RowStatus::Shown(shown) => {
+            // Folding (by an area incident) changes the row's columns, not its body.
+            let mut f = parse_finding(body)?;
+            f.status = shown;
+            f.incident_id = incident_id;
+            Some(f)
+        }
     };
     Ok(OpenRow {
         id: Uuid::parse_str(id)?,

@@ -135,6 +135,9 @@ pub(crate) async fn write_batch<T: Tx>(
     let touched = fresh.touched();
     let seen =
         write_campaign_states(tx, &terminals, &touched, campaigns, &fresh.sightings, now).await?;
+    if rules.is_some() && !fresh.reporting.is_empty() {
+        tx.count_reporting(&fresh.reporting).await?;
+    }
     if let Some(thresholds) = rules {
         let with_errors: HashSet<String> = errors
             .iter()
@@ -731,6 +734,13 @@ mod tests {
         }
 
         async fn terminal_ids_after(&mut self, _: &str, _: u64) -> anyhow::Result<Vec<String>> {
+            anyhow::bail!("not modelled")
+        }
+
+        async fn count_reporting(
+            &mut self,
+            _: &BTreeMap<(String, String, DateTime<FixedOffset>), i64>,
+        ) -> anyhow::Result<()> {
             anyhow::bail!("not modelled")
         }
     }

@@ -21,6 +21,7 @@ mod findings;
 mod findings_rows;
 pub mod flow;
 pub mod history;
+pub mod incidents;
 pub mod plan;
 mod postgres;
 pub mod read;

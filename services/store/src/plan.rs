@@ -274,6 +274,9 @@ pub(crate) struct Fresh {
     /// changed, its state after each of them but the last, in order — so findings
     /// can be judged after every report, as if each had come alone.
     pub(crate) steps: HashMap<String, Vec<TerminalState>>,
+    /// With `keep_steps`: terminals that reported for the first time in an hour
+    /// (by `observed_at`), per (tenant, prefecture, the hour in JST text).
+    pub(crate) reporting: BTreeMap<(String, String, DateTime<FixedOffset>), i64>,
 }
 
 impl Fresh {
@@ -300,6 +303,7 @@ pub(crate) fn apply_fresh(
     keep_steps: bool,
 ) -> Fresh {
     let mut steps: HashMap<String, Vec<TerminalState>> = HashMap::new();
+    let mut reporting: BTreeMap<(String, String, DateTime<FixedOffset>), i64> = BTreeMap::new();
     let mut by_terminal: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for &i in appended {
         let r = &batch[i].report;
@@ -325,6 +329,7 @@ pub(crate) fn apply_fresh(
         for &i in indices {
             let report = &batch[i].report;
             let clinic_before = loaded.state.as_ref().map(|s| s.clinic_code);
+            let hour_before = loaded.state.as_ref().map(|s| hour_of(s.last_observed_at));
             if keep_steps
                 && after_change
                 && let Some(state) = &loaded.state
@@ -343,6 +348,13 @@ pub(crate) fn apply_fresh(
                 Applied::Newer => {
                     loaded.changed = true;
                     after_change = true;
+                    let hour = hour_of(report.observed_at);
+                    if keep_steps && hour_before.is_none_or(|h| h < hour) {
+                        let prefecture = report.clinic_code.prefecture().code();
+                        *reporting
+                            .entry((loaded.tenant.to_string(), prefecture, hour))
+                            .or_default() += 1;
+                    }
                     loaded.received_at = Some(batch[i].received_at);
                     if clinic_before != Some(report.clinic_code) {
                         clinics.insert((loaded.tenant.to_string(), report.clinic_code));
@@ -365,7 +377,17 @@ pub(crate) fn apply_fresh(
         sightings,
         clinics,
         steps,
+        reporting,
     }
+}
+
+/// The start of the hour (JST) an instant falls in.
+pub(crate) fn hour_of(t: DateTime<FixedOffset>) -> DateTime<FixedOffset> {
+    let t = t.with_timezone(&fleet_protocol::JST);
+    let secs = t.timestamp().div_euclid(3600) * 3600;
+    DateTime::from_timestamp(secs, 0)
+        .map(|u| u.with_timezone(&fleet_protocol::JST))
+        .unwrap_or(t)
 }
 
 /// One reader error of a fresh report.

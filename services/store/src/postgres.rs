@@ -239,7 +239,7 @@ const UPSERT_CAMPAIGN_STATES: &str = "INSERT INTO campaign_states \
        seen_in_distribution_at = excluded.seen_in_distribution_at, \
        updated_at = excluded.updated_at";
 
-const OPEN_FINDINGS: &str = "SELECT terminal_id, id, kind, campaign, status, since, body \
+const OPEN_FINDINGS: &str = "SELECT terminal_id, id, kind, campaign, status, since, body, incident_id \
      FROM findings WHERE terminal_id = ANY($1::text[]) AND status <> 'resolved'";
 
 /// Nullable columns travel as a text array and a "present" array (see
@@ -686,6 +686,7 @@ impl Tx for PgTx<'_> {
                 &row.try_get::<String>("", "status")?,
                 row.try_get("", "since")?,
                 &row.try_get::<String>("", "body")?,
+                row.try_get("", "incident_id")?,
             )?;
             map.entry(terminal).or_default().push(open);
         }
@@ -870,6 +871,28 @@ impl Tx for PgTx<'_> {
         rows.iter()
             .map(|row| Ok(row.try_get("", "terminal_id")?))
             .collect()
+    }
+
+    async fn count_reporting(
+        &mut self,
+        counts: &std::collections::BTreeMap<(String, String, DateTime<FixedOffset>), i64>,
+    ) -> anyhow::Result<()> {
+        let values = vec![
+            texts(counts.keys().map(|(t, _, _)| t.as_str())),
+            texts(counts.keys().map(|(_, p, _)| p.as_str())),
+            times(counts.keys().map(|(_, _, h)| *h)),
+            ints(counts.values().copied()),
+        ];
+        self.execute(
+            "INSERT INTO reporting_hours (tenant, prefecture, hour, terminals) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::int8[]) \
+             ON CONFLICT (tenant, prefecture, hour) \
+             DO UPDATE SET terminals = reporting_hours.terminals + excluded.terminals",
+            values,
+            "counting reporting terminals",
+        )
+        .await?;
+        Ok(())
     }
 
     async fn move_terminal(&mut self, id: &str, state: &TerminalState) -> anyhow::Result<()> {

@@ -825,7 +825,7 @@ impl Tx for SqliteTx<'_> {
         terminals: &[String],
     ) -> anyhow::Result<HashMap<String, Vec<OpenRow>>> {
         let mut select = self.txn.prepare_cached(
-            "SELECT id, kind, campaign, status, since, body FROM findings \
+            "SELECT id, kind, campaign, status, since, body, incident_id FROM findings \
              WHERE terminal_id = ?1 AND status <> 'resolved'",
         )?;
         let mut map: HashMap<String, Vec<OpenRow>> = HashMap::new();
@@ -839,6 +839,7 @@ impl Tx for SqliteTx<'_> {
                     &row.get::<_, String>(3)?,
                     parse_time(&row.get::<_, String>(4)?)?,
                     &row.get::<_, String>(5)?,
+                    row.get(6)?,
                 )?;
                 map.entry(id.clone()).or_default().push(open);
             }
@@ -996,6 +997,28 @@ impl Tx for SqliteTx<'_> {
             .collect::<Result<Vec<String>, _>>()
             .context("paging terminals")?;
         Ok(ids)
+    }
+
+    async fn count_reporting(
+        &mut self,
+        counts: &std::collections::BTreeMap<(String, String, DateTime<FixedOffset>), i64>,
+    ) -> anyhow::Result<()> {
+        let mut upsert = self.txn.prepare_cached(
+            "INSERT INTO reporting_hours (tenant, prefecture, hour, terminals) \
+             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (tenant, prefecture, hour) \
+             DO UPDATE SET terminals = terminals + excluded.terminals",
+        )?;
+        for ((tenant, prefecture, hour), n) in counts {
+            upsert
+                .execute(params![
+                    tenant,
+                    prefecture,
+                    time_text(hour.with_timezone(&JST)),
+                    n
+                ])
+                .context("counting reporting terminals")?;
+        }
+        Ok(())
     }
 
     async fn move_terminal(&mut self, id: &str, state: &TerminalState) -> anyhow::Result<()> {
