@@ -61,3 +61,37 @@ ensure_nextest() {
     cargo install --locked cargo-nextest >/dev/null
   fi
 }
+
+# A Debian package's service, stopped and kept from starting at boot. Where systemd
+# runs, `systemctl disable --now`; elsewhere (containers) the SysV script, if the
+# package's start got past policy-rc.d.
+stop_package_service() {
+  local svc=$1
+  if [ -d /run/systemd/system ]; then
+    systemctl disable --now "$svc" >/dev/null 2>&1 || true
+  elif [ -x "/etc/init.d/$svc" ]; then
+    service "$svc" stop >/dev/null 2>&1 || "/etc/init.d/$svc" stop >/dev/null 2>&1 || true
+    update-rc.d "$svc" disable >/dev/null 2>&1 || true
+  fi
+}
+
+# promtool (Debian `prometheus`), alertmanager and amtool (`prometheus-alertmanager`):
+# the deploy rule tests and the Alertmanager test helper run them. Here they are
+# tools, not services: the packages start Prometheus on :9090 and Alertmanager on
+# :9093 where policy allows (a container's policy-rc.d usually denies it), which
+# would clash with a developer's own, so the ones installed here are stopped and
+# disabled. Without recommends: no node exporter on :9100 either.
+ensure_prometheus_tools() {
+  local missing=()
+  command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+  if ! command -v amtool >/dev/null 2>&1 || ! command -v prometheus-alertmanager >/dev/null 2>&1; then
+    missing+=(prometheus-alertmanager)
+  fi
+  [ "${#missing[@]}" -eq 0 ] && return 0
+  log "installing ${missing[*]} (promtool, amtool and Alertmanager for the deploy tests)"
+  apt_install --no-install-recommends "${missing[@]}"
+  local pkg
+  for pkg in "${missing[@]}"; do
+    stop_package_service "$pkg"
+  done
+}

@@ -11,6 +11,7 @@ source scripts/lib.sh
 ensure_rabbitmq
 ensure_postgres
 ensure_chromium
+ensure_prometheus_tools
 ensure_nextest
 set +e
 cargo nextest run --workspace --no-fail-fast -E 'test(/^serial_/)' "$@"

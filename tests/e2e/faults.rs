@@ -68,6 +68,9 @@ async fn a_database_outage_acks_nothing_and_loses_nothing() -> anyhow::Result<()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // What Prometheus sees of it (FleetdNotReady in deploy/prometheus).
+    let (_, metrics) = app.get_text("/metrics", None).await?;
+    assert!(metrics.contains("\nfleetd_fleet_ready 0\n"), "{metrics}");
     // The broker's queue statistics lag by a few seconds: wait until they show every
     // report of the outage still in the queue (held unacked by the service).
     let deadline = Instant::now() + Duration::from_secs(20);

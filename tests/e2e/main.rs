@@ -31,8 +31,10 @@ macro_rules! on_both_databases {
 }
 
 mod agent_outage;
+mod alertmanager;
 mod browser;
 mod clock;
+mod deploy_rules;
 mod faults;
 mod findings;
 mod replicas;

@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions,
+    ConfirmSelectOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel};
@@ -36,6 +36,9 @@ pub struct IngestSettings {
     pub refresh_every: Duration,
     /// What "now" is: a report's `received_at` and a batch's `now` (contract §6).
     pub clock: SharedClock,
+    /// How often the consumer looks at `fleet.ingest`'s depth
+    /// ([`IngestMetrics::queue_depth`]).
+    pub depth_every: Duration,
 }
 
 impl Default for IngestSettings {
@@ -48,9 +51,14 @@ impl Default for IngestSettings {
             max_wait: Duration::from_millis(50),
             refresh_every: DEFAULT_REFRESH_EVERY,
             clock: Arc::new(SystemClock),
+            depth_every: DEFAULT_DEPTH_EVERY,
         }
     }
 }
+
+/// How often the queue depth is sampled unless [`IngestSettings::depth_every`] says
+/// otherwise: a few times per Prometheus scrape interval, one cheap round trip each.
+pub const DEFAULT_DEPTH_EVERY: Duration = Duration::from_secs(5);
 
 /// Batches the broker may have delivered and not yet had acked: one being written,
 /// one waiting for the writer, one arriving.
@@ -107,6 +115,47 @@ pub async fn run(
     }
 }
 
+/// Messages ready for delivery in `fleet.ingest`, from a passive `queue.declare`:
+/// the least-privilege AMQP user can do it, no management API needed.
+pub async fn queue_depth(channel: &Channel) -> lapin::Result<u32> {
+    let queue = channel
+        .queue_declare(
+            INGEST_QUEUE.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    Ok(queue.message_count())
+}
+
+/// Sets `gauge` to [`queue_depth`] now and every `every` after, until the channel
+/// fails (the connection's life ends with it) or the task is aborted.
+async fn watch_depth(channel: Channel, gauge: prometheus::IntGauge, every: Duration) {
+    loop {
+        match queue_depth(&channel).await {
+            Ok(depth) => gauge.set(i64::from(depth)),
+            Err(err) => {
+                tracing::debug!(error = %err, "queue depth unknown until reconnected");
+                return;
+            }
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// Aborts a helper task when the connection it serves is done with, whichever way
+/// [`consume`] returns.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// One connection's life. `Ok` means shutdown was asked for.
 async fn consume(
     settings: &IngestSettings,
@@ -123,6 +172,12 @@ async fn consume(
     topology::declare(&channel)
         .await
         .context("declaring the topology")?;
+    // Its own channel: a failed look must not close the one that consumes.
+    let _depth = AbortOnDrop(tokio::spawn(watch_depth(
+        conn.create_channel().await.context("opening a channel")?,
+        metrics.queue_depth.clone(),
+        settings.depth_every,
+    )));
     channel
         .confirm_select(ConfirmSelectOptions::default())
         .await?;

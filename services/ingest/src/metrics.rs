@@ -1,6 +1,6 @@
 //! Ingest metrics: one struct, fixed label names, registered once.
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 /// Counters and histograms of the ingest consumer.
 #[derive(Clone, Debug)]
@@ -15,6 +15,12 @@ pub struct IngestMetrics {
     pub batch_seconds: Histogram,
     /// Batches whose write failed and was retried.
     pub write_retries: IntCounter,
+    /// Messages ready in `fleet.ingest` at the consumer's last look (a passive
+    /// `queue.declare`, every [`crate::IngestSettings::depth_every`]). Counts what
+    /// waits for a consumer, not the up to three batches consumers hold unacked; it
+    /// is what tells a quiet night (0) from a stalled ingest (growing), which the
+    /// reports counter alone cannot. Keeps its last value while the broker is away.
+    pub queue_depth: IntGauge,
 }
 
 impl IngestMetrics {
@@ -48,12 +54,17 @@ impl IngestMetrics {
                 "fleet_ingest_write_retries_total",
                 "Batch writes that failed and were retried",
             )?,
+            queue_depth: IntGauge::new(
+                "fleet_ingest_queue_depth",
+                "Messages ready in fleet.ingest at the consumer's last look",
+            )?,
         };
         registry.register(Box::new(m.reports.clone()))?;
         registry.register(Box::new(m.dead_lettered.clone()))?;
         registry.register(Box::new(m.batch_size.clone()))?;
         registry.register(Box::new(m.batch_seconds.clone()))?;
         registry.register(Box::new(m.write_retries.clone()))?;
+        registry.register(Box::new(m.queue_depth.clone()))?;
         Ok(m)
     }
 }

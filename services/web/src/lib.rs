@@ -18,7 +18,7 @@ use std::sync::Arc;
 use actix_web::{App, HttpResponse, HttpServer, get, web};
 use fleet_protocol::SharedClock;
 use fleet_store::Store;
-use prometheus::{Encoder, Registry, TextEncoder};
+use prometheus::{Encoder, IntGauge, Registry, TextEncoder};
 use tokio::sync::watch;
 
 pub use auth::JwtSecret;
@@ -47,10 +47,45 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok\n")
 }
 
+/// How long readiness waits for the database's answer before calling it unreachable:
+/// a probe or a scrape that hangs on a dead database would say nothing at all.
+const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// What `/readyz` and the `fleet_ready` gauge both say: is the database answering,
+/// and was the broker reachable at the last look?
+async fn readiness(state: &AppState) -> (bool, bool) {
+    let database = matches!(
+        tokio::time::timeout(PING_TIMEOUT, state.store.ping()).await,
+        Ok(Ok(_))
+    );
+    (database, state.broker.broker_ready())
+}
+
+/// The `fleet_ready` gauge: 1 when `/readyz` would answer 200, else 0.
+///
+/// Why a gauge beside `/readyz`: Prometheus scrapes `/metrics`, not `/readyz`, and
+/// `up` only says the process answers HTTP. A fleetd that serves pages while its
+/// database or broker is gone is up and not ready; this is what an alert sees of it.
+/// Computed afresh at every scrape (and every probe), so it is never stale.
+#[derive(Clone)]
+pub struct ReadyGauge(IntGauge);
+
+impl ReadyGauge {
+    /// Registers `fleet_ready` (0 until first computed) in `registry`.
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let gauge = IntGauge::new(
+            "fleet_ready",
+            "1 when /readyz answers 200 (database and broker reachable), else 0",
+        )?;
+        registry.register(Box::new(gauge.clone()))?;
+        Ok(Self(gauge))
+    }
+}
+
 #[get("/readyz")]
-async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let database = state.store.ping().await.is_ok();
-    let broker = state.broker.broker_ready();
+async fn readyz(state: web::Data<AppState>, gauge: web::Data<ReadyGauge>) -> HttpResponse {
+    let (database, broker) = readiness(&state).await;
+    gauge.0.set(i64::from(database && broker));
     let body = serde_json::json!({
         "database": if database { "ok" } else { "unreachable" },
         "broker": if broker { "ok" } else { "unreachable" },
@@ -63,7 +98,9 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 }
 
 #[get("/metrics")]
-async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+async fn metrics(state: web::Data<AppState>, gauge: web::Data<ReadyGauge>) -> HttpResponse {
+    let (database, broker) = readiness(&state).await;
+    gauge.0.set(i64::from(database && broker));
     let mut buffer = Vec::new();
     match TextEncoder::new().encode(&state.registry.gather(), &mut buffer) {
         Ok(()) => HttpResponse::Ok()
@@ -76,7 +113,8 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-/// Registers every route.
+/// Registers every route. The app must hold [`AppState`] and [`ReadyGauge`] as data
+/// (as [`serve`] does).
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(healthz)
         .service(readyz)
@@ -105,12 +143,18 @@ pub async fn serve(
     state: AppState,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
+    let ready = web::Data::new(ReadyGauge::register(&state.registry)?);
     let state = web::Data::new(state);
-    let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(routes))
-        .workers(2)
-        .disable_signals()
-        .listen(listener)?
-        .run();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(ready.clone())
+            .configure(routes)
+    })
+    .workers(2)
+    .disable_signals()
+    .listen(listener)?
+    .run();
     let handle = server.handle();
     tokio::spawn(async move {
         let _ = shutdown.changed().await;
