@@ -280,9 +280,14 @@ impl Store {
         match &self.writer {
             Writer::Sqlite(writer) => {
                 let writer = writer.clone();
-                tokio::task::spawn_blocking(move || writer.write_batch(&batch, &campaigns, now))
-                    .await
-                    .context("the SQLite writer thread panicked")?
+                // The writer thread works under the caller's span (ingest's
+                // `store.write_batch`), so spans opened inside (findings) join its trace.
+                let span = tracing::Span::current();
+                tokio::task::spawn_blocking(move || {
+                    span.in_scope(|| writer.write_batch(&batch, &campaigns, now))
+                })
+                .await
+                .context("the SQLite writer thread panicked")?
             }
             Writer::Postgres => {
                 postgres::write_batch(&self.db, &batch, &campaigns, now, turn).await
