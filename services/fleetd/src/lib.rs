@@ -5,12 +5,16 @@
 //! - `migrate` / `ingest` / `web`: one role each, for replicas run apart;
 //! - `token`: signs a JWT with the service's secret.
 //!
+//! Logs, and traces when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, are set up by
+//! [`telemetry`].
+//!
 //! Each role runs until the shutdown signal; the tasks of one process are owned by
 //! [`Roles`], so when one of them ends on its own the process stops with its error
 //! instead of running on half.
 
 pub mod alert;
 pub mod settings;
+pub mod telemetry;
 pub mod ttl;
 pub mod windows;
 

@@ -132,13 +132,6 @@ enum CampaignCommand {
 }
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn,lapin=warn,actix_server=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -150,7 +143,21 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command)) {
+    // Inside the runtime: the span exporter's batch task runs on it.
+    let traces_url = fleetd::telemetry::traces_url_from_env(|k| std::env::var(k).ok());
+    let telemetry = match runtime
+        .block_on(async { fleetd::telemetry::Telemetry::install(traces_url.as_deref()) })
+    {
+        Ok(telemetry) => telemetry,
+        Err(err) => {
+            eprintln!("fleetd: {err:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(run(cli.command));
+    // Outside the runtime's tasks, before it stops: flushes the last spans.
+    telemetry.shutdown();
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("fleetd: {err:#}");

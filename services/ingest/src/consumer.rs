@@ -13,6 +13,7 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel};
 use tokio::sync::watch;
+use tracing::{Instrument, Span};
 
 use fleet_protocol::{RejectReason, SecretUrl, SharedClock, SystemClock};
 use fleet_store::{Outcome, Store};
@@ -21,6 +22,7 @@ use crate::broker::{self, BrokerHealth, backoff};
 use crate::check::{Envelope, Refusal, check};
 use crate::metrics::IngestMetrics;
 use crate::topology::{self, DEAD, INGEST_QUEUE, REJECT_DETAIL_HEADER, REJECT_REASON_HEADER};
+use crate::trace;
 
 /// How the consumer runs.
 #[derive(Clone, Debug)]
@@ -305,6 +307,10 @@ struct Prepared {
     campaigns: std::sync::Arc<Vec<fleet_protocol::Campaign>>,
     now: chrono::DateTime<chrono::FixedOffset>,
     started: Instant,
+    /// `ingest.batch` ([`crate::trace`]); ends when the batch is settled or dropped.
+    span: Span,
+    /// `ingest.report` of each delivery, by index in `deliveries`.
+    report_spans: Vec<Span>,
 }
 
 /// Checks every delivery of a batch: pure work, no I/O. `now` is the batch's
@@ -318,8 +324,11 @@ fn prepare(
     let mut accepted = Vec::with_capacity(deliveries.len());
     let mut accepted_at = Vec::with_capacity(deliveries.len());
     let mut refused = Vec::new();
+    let span = trace::batch_span(deliveries.len());
+    let mut report_spans = Vec::with_capacity(deliveries.len());
     for (i, delivery) in deliveries.iter().enumerate() {
         let p = &delivery.properties;
+        report_spans.push(trace::report_span(p));
         let envelope = Envelope {
             routing_key: delivery.routing_key.as_str(),
             user_id: p.user_id().as_ref().map(|s| s.as_str()),
@@ -344,6 +353,8 @@ fn prepare(
         campaigns: context.campaigns.clone(),
         now,
         started,
+        span,
+        report_spans,
     }
 }
 
@@ -403,6 +414,12 @@ async fn write(
     metrics: IngestMetrics,
     mut shutdown: watch::Receiver<bool>,
 ) -> (Prepared, Option<Vec<Outcome>>) {
+    let accepted_spans = || batch.accepted_at.iter().map(|&i| &batch.report_spans[i]);
+    let span = trace::write_batch_span(&batch.span, accepted_spans());
+    // Each report's view of the shared write; they end when dropped, with it.
+    let report_writes: Vec<Span> = accepted_spans()
+        .map(|report| trace::report_write_span(report, batch.accepted.len()))
+        .collect();
     let outcomes = write_resilient(
         &store,
         &batch.accepted,
@@ -412,7 +429,9 @@ async fn write(
         &metrics,
         &mut shutdown,
     )
+    .instrument(span)
     .await;
+    drop(report_writes);
     (batch, outcomes)
 }
 
@@ -428,6 +447,8 @@ async fn settle(
         accepted_at,
         mut refused,
         started,
+        span,
+        report_spans,
         ..
     } = batch;
     for (k, outcome) in outcomes.into_iter().enumerate() {
@@ -440,9 +461,15 @@ async fn settle(
                 continue;
             }
         };
+        report_spans[accepted_at[k]].record("outcome", label);
         metrics.reports.with_label_values(&[label]).inc();
     }
-    dead_letter(channel, &deliveries, &refused).await?;
+    for (i, refusal) in &refused {
+        report_spans[*i].record("outcome", refusal.reason.as_str());
+    }
+    dead_letter(channel, &deliveries, &refused)
+        .instrument(span.clone())
+        .await?;
     for (_, refusal) in &refused {
         metrics
             .dead_lettered

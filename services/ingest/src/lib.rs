@@ -7,12 +7,15 @@
 //! the broker's confirms → ack the whole batch with `multiple`. Nothing is acked
 //! before it is committed or dead-lettered, so a crash at any point loses nothing: the
 //! broker redelivers, and the store's idempotency makes the second time a no-op.
+//!
+//! Each report's spans join the trace its agent started ([`trace`]).
 
 pub mod broker;
 pub mod check;
 pub mod consumer;
 pub mod metrics;
 pub mod topology;
+pub mod trace;
 
 pub use broker::BrokerHealth;
 pub use consumer::{IngestSettings, run};

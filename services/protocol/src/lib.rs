@@ -4,7 +4,8 @@
 //! current state of a terminal ([`state`]), dotted versions ([`version`]), 医療機関等コード
 //! and the east/west areas ([`clinic`]), tenants ([`tenant`]) and update campaigns
 //! with their per-terminal states and causes ([`campaign`]), the service's
-//! [`clock`], and the [`findings`] rules that say what needs a human. Everything that
+//! [`clock`], the W3C [`trace`] context that follows a report across the broker,
+//! and the [`findings`] rules that say what needs a human. Everything that
 //! decides what the product *says* about a terminal lives
 //! here, so it is tested here.
 
@@ -18,6 +19,7 @@ pub mod rfc3339;
 pub mod secret_url;
 pub mod state;
 pub mod tenant;
+pub mod trace;
 pub mod version;
 
 pub use campaign::{Assessment, Campaign, CampaignState, Cause, DistributionWindow, JST, jst};
@@ -32,4 +34,5 @@ pub use report::{ReaderError, Report, ReportError};
 pub use secret_url::SecretUrl;
 pub use state::{Applied, Observed, TerminalState};
 pub use tenant::TenantSlug;
+pub use trace::{TRACEPARENT_HEADER, TraceParent};
 pub use version::Version;

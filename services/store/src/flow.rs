@@ -24,6 +24,7 @@ use std::task::{Context, Poll, Waker};
 use chrono::{DateTime, FixedOffset};
 use fleet_protocol::findings::{ClinicHours, FindingKind, Thresholds};
 use fleet_protocol::{Campaign, Cause, ClinicCode, TenantSlug, TerminalState};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::adapter::Tx;
@@ -155,6 +156,11 @@ pub(crate) async fn write_batch<T: Tx>(
             None,
             now,
         )
+        // A child of ingest's `store.write_batch` span when traces are exported.
+        .instrument(tracing::debug_span!(
+            "findings.evaluate",
+            terminals = touched.len()
+        ))
         .await?;
     }
     Ok(Written {

@@ -309,8 +309,11 @@ impl Store {
         match &self.writer {
             Writer::Sqlite(writer) => {
                 let writer = writer.clone();
+                // The writer thread works under the caller's span (ingest's
+                // `store.write_batch`), so spans opened inside (findings) join its trace.
+                let span = tracing::Span::current();
                 tokio::task::spawn_blocking(move || {
-                    writer.write_batch(&batch, &campaigns, now, rules.as_ref())
+                    span.in_scope(|| writer.write_batch(&batch, &campaigns, now, rules.as_ref()))
                 })
                 .await
                 .context("the SQLite writer thread panicked")?

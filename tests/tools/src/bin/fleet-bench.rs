@@ -76,8 +76,27 @@ struct Cli {
     /// the sqlx 0.9.0 TCP_NODELAY trap of stack.md), e.g. /var/run/postgresql.
     #[arg(long, global = true)]
     pg_socket: Option<String>,
+    /// Findings judged at ingest (`FLEET_FINDINGS`), each value in turn: `on,off`
+    /// measures what judging findings costs.
+    #[arg(long, value_delimiter = ',', default_value = "on", global = true)]
+    findings: Vec<OnOff>,
     #[command(subcommand)]
     mode: Mode,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum OnOff {
+    On,
+    Off,
+}
+
+impl OnOff {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::On => "on",
+            Self::Off => "off",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -164,11 +183,12 @@ async fn main() -> anyhow::Result<()> {
         "{} not found: build it with `cargo build --release -p fleetd`",
         fleetd.display()
     );
-    let bench = Bench {
+    let mut bench = Bench {
         pg_socket: cli.pg_socket.clone(),
         fleetd,
         history_table: cli.history_table.clone(),
         seed: cli.seed,
+        findings: OnOff::On,
     };
     println!(
         "machine: {} cores; fleetd: {}",
@@ -179,7 +199,10 @@ async fn main() -> anyhow::Result<()> {
         Mode::Ingest { reports, terminals } => {
             for db in &cli.db {
                 for batch in &cli.batch_sizes {
-                    bench.ingest(*db, *batch, reports, terminals).await?;
+                    for findings in &cli.findings {
+                        bench.findings = *findings;
+                        bench.ingest(*db, *batch, reports, terminals).await?;
+                    }
                 }
             }
         }
@@ -204,9 +227,12 @@ async fn main() -> anyhow::Result<()> {
         } => {
             for db in &cli.db {
                 for batch in &cli.batch_sizes {
-                    bench
-                        .writer(*db, *batch, reports, terminals, outage)
-                        .await?;
+                    for findings in &cli.findings {
+                        bench.findings = *findings;
+                        bench
+                            .writer(*db, *batch, reports, terminals, outage)
+                            .await?;
+                    }
                 }
             }
         }
@@ -238,6 +264,8 @@ fn cores() -> usize {
 struct Bench {
     pg_socket: Option<String>,
     fleetd: PathBuf,
+    /// Whether ingest judges findings in the runs that follow.
+    findings: OnOff,
     history_table: String,
     seed: u64,
 }
@@ -321,6 +349,7 @@ impl Bench {
             .env("FLEET_AMQP_URL", vhost.url())
             .env("FLEET_JWT_SECRET", SECRET)
             .env("FLEET_INGEST_BATCH_SIZE", batch.to_string())
+            .env("FLEET_FINDINGS", self.findings.as_str())
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null());
@@ -481,9 +510,10 @@ impl Bench {
         );
         let ratio = rate / raw_rate;
         println!(
-            "  RESULT {} batch {batch}: ingest {rate:.0}/s = {:.0}% of raw {raw_rate:.0}/s (goal >= 80%: {}); \
+            "  RESULT {} batch {batch} findings {}: ingest {rate:.0}/s = {:.0}% of raw {raw_rate:.0}/s (goal >= 80%: {}); \
              >= 20,000/s: {}",
             db.name(),
+            self.findings.as_str(),
             ratio * 100.0,
             verdict(ratio >= 0.8),
             verdict(rate >= 20_000.0)
@@ -594,6 +624,9 @@ impl Bench {
         let setup = self.setup(db).await?;
         let store = Store::connect(&setup.database).await?;
         store.seed_defaults(fleet_store::now_jst()).await?;
+        if self.findings == OnOff::Off {
+            store.set_findings(None);
+        }
         // The same setting fleetd reads.
         if let Ok(n) = std::env::var("FLEET_INGEST_STATE_CACHE") {
             store.set_state_cache(n.parse().context("FLEET_INGEST_STATE_CACHE")?);
@@ -648,8 +681,9 @@ impl Bench {
             "{rows} history rows for {reports} reports"
         );
         println!(
-            "  RESULT {} writer batch {batch}: {:.0} reports/s, {:.1} us CPU per report ({:.0}% of one core), {:.1} KiB written per report",
+            "  RESULT {} writer batch {batch} findings {}: {:.0} reports/s, {:.1} us CPU per report ({:.0}% of one core), {:.1} KiB written per report",
             db.name(),
+            self.findings.as_str(),
             reports as f64 / seconds,
             1e6 * cpu / reports as f64,
             100.0 * cpu / seconds,
