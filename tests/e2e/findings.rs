@@ -569,3 +569,158 @@ async fn an_area_outage_is_one_incident_that_folds_the_rest() -> anyhow::Result<
     assert!(active.is_empty(), "nothing left unfolded: {active:#?}");
     app.shutdown().await
 }
+
+/// Alertmanager (a real one on loopback) receives an urgent finding with the §7
+/// labels and its end when the condition clears; an area outage reaches it as one
+/// page, and the page's end when the area recovers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alertmanager_receives_pages_urgent_findings_and_their_ends() -> anyhow::Result<()> {
+    let am = fleet_e2e::Alertmanager::start().await?;
+    let app = TestApp::spawn_with(
+        DbKind::Sqlite,
+        &[
+            ("FLEET_CLOCK", "2025-03-04T10:15:00+09:00"),
+            ("FLEET_ALERT_DELIVER_MS", "200"),
+            ("FLEET_ALERTMANAGER_URL", am.url.as_str()),
+        ],
+    )
+    .await?;
+    let support = app.vendor_token(Role::Support, "demo");
+    let firing = |alerts: &[Value], name: &str| {
+        alerts
+            .iter()
+            .filter(|a| a["labels"]["alertname"] == name)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let wait_am = |until: Box<dyn Fn(&[Value]) -> bool>| {
+        let am = &am;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let alerts = am.alerts().await?;
+                if until(&alerts) {
+                    return anyhow::Ok(alerts);
+                }
+                anyhow::ensure!(Instant::now() < deadline, "Alertmanager has {alerts:#?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+
+    // One clinic's line down while open: urgent, to the support desk.
+    let tid = terminal_id(500);
+    app.publish(&report(
+        &tid,
+        1,
+        "1610000009",
+        "2025-03-04T10:00:00+09:00",
+        down(),
+    ))
+    .await?;
+    app.publish(&report(
+        &tid,
+        2,
+        "1610000009",
+        "2025-03-04T10:11:00+09:00",
+        down(),
+    ))
+    .await?;
+    let alerts = wait_am(Box::new(|a| !firing(a, "line_auth_down").is_empty())).await?;
+    let alert = &firing(&alerts, "line_auth_down")[0];
+    let labels = &alert["labels"];
+    assert_eq!(labels["severity"], "urgent");
+    assert_eq!(labels["tenant"], "demo");
+    assert_eq!(labels["prefecture"], "16");
+    assert_eq!(labels["area"], "west");
+    assert_eq!(labels["clinic"], "1610000009");
+    assert_eq!(labels["terminal"], tid.as_str());
+    assert!(
+        alert["annotations"]["instruction"]
+            .as_str()
+            .unwrap()
+            .contains("希望する")
+    );
+    let starts = chrono::DateTime::parse_from_rfc3339(alert["startsAt"].as_str().unwrap())?;
+    assert_eq!(
+        starts,
+        chrono::DateTime::parse_from_rfc3339("2025-03-04T10:00:00+09:00")?,
+        "startsAt is the finding's since, on the terminal's clock"
+    );
+    let resolved_before = am.received("resolved").await?;
+    app.publish(&report(
+        &tid,
+        3,
+        "1610000009",
+        "2025-03-04T10:12:00+09:00",
+        json!({}),
+    ))
+    .await?;
+    wait_am(Box::new(|a| firing(a, "line_auth_down").is_empty())).await?;
+    assert!(
+        am.received("resolved").await? > resolved_before,
+        "its end was posted"
+    );
+
+    // An outage of 60 west terminals: one page for the area.
+    let n = 60u32;
+    for i in 0..n {
+        let tid = terminal_id(600 + i);
+        let clinic = format!("16{:08}", 11_000_000 + i);
+        app.publish(&report(
+            &tid,
+            1,
+            &clinic,
+            "2025-03-04T09:50:00+09:00",
+            json!({}),
+        ))
+        .await?;
+        app.publish(&report(
+            &tid,
+            2,
+            &clinic,
+            "2025-03-04T10:00:00+09:00",
+            down(),
+        ))
+        .await?;
+        app.publish(&report(
+            &tid,
+            3,
+            &clinic,
+            "2025-03-04T10:11:00+09:00",
+            down(),
+        ))
+        .await?;
+    }
+    findings_until(
+        &app,
+        &support,
+        "kind=line_auth_down&status=folded&limit=1000",
+        |l| l.len() == n as usize,
+    )
+    .await?;
+    let alerts = wait_am(Box::new(|a| {
+        firing(a, "area_incident").len() == 1 && firing(a, "line_auth_down").is_empty()
+    }))
+    .await?;
+    let page = &firing(&alerts, "area_incident")[0];
+    assert_eq!(page["labels"]["severity"], "page");
+    assert_eq!(page["labels"]["area"], "west");
+    assert!(page["labels"].get("terminal").is_none(), "{page:#}");
+
+    // The area recovers: the page ends.
+    for i in 0..n {
+        let tid = terminal_id(600 + i);
+        let clinic = format!("16{:08}", 11_000_000 + i);
+        app.publish(&report(
+            &tid,
+            4,
+            &clinic,
+            "2025-03-04T10:13:00+09:00",
+            json!({}),
+        ))
+        .await?;
+    }
+    wait_am(Box::new(|a| firing(a, "area_incident").is_empty())).await?;
+    app.shutdown().await
+}
