@@ -649,11 +649,14 @@ impl Bench {
         let received_at = fleet_store::now_jst();
         let mut batches: Vec<std::sync::Arc<[fleet_store::IncomingReport]>> = Vec::new();
         let mut pending = Vec::with_capacity(usize::from(batch));
+        let mut latest = None;
         for r in rounds(&fleet, self.seed, reports, from, situation) {
             let body = String::from_utf8(r.to_json())?;
+            let report = Report::parse(body.as_bytes())?;
+            latest = latest.max(Some(report.observed_at));
             pending.push(fleet_store::IncomingReport {
                 tenant: tenant.clone(),
-                report: Report::parse(body.as_bytes())?,
+                report,
                 body,
                 received_at,
             });
@@ -689,6 +692,37 @@ impl Bench {
             100.0 * cpu / seconds,
             written as f64 / 1024.0 / reports as f64
         );
+        if self.findings == OnOff::On
+            && let Some(latest) = latest
+        {
+            // The alert role's sweep over every stored terminal, 5 minutes after the
+            // newest report (nothing silent yet: the steady state), twice.
+            let thresholds = store.findings_rules().unwrap_or_default();
+            for pass in 1..=2 {
+                let cpu_before = cpu_seconds(std::process::id()).unwrap_or(0.0);
+                let started = Instant::now();
+                let swept = store
+                    .sweep(
+                        &campaigns,
+                        &thresholds,
+                        latest + chrono::TimeDelta::minutes(5),
+                        1000,
+                    )
+                    .await?;
+                let seconds = started.elapsed().as_secs_f64();
+                let cpu = cpu_seconds(std::process::id()).unwrap_or(0.0) - cpu_before;
+                println!(
+                    "  RESULT {} sweep pass {pass}: {} terminals in {seconds:.2} s, {cpu:.2} s CPU in this process{}",
+                    db.name(),
+                    swept.terminals,
+                    if matches!(db, Db::Postgres) {
+                        " (PostgreSQL's own CPU not counted)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
         Ok(())
     }
 
