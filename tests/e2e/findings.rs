@@ -455,9 +455,53 @@ async fn hostile_input_to_windows_and_hours() -> anyhow::Result<()> {
             "{field}: {text}"
         );
     }
+    let support = app.vendor_token(Role::Support, "demo");
+    for (who, token) in [
+        ("support", support.clone()),
+        ("association", app.association_token(&["13"])),
+    ] {
+        let status = client
+            .post(format!("{}/api/v1/maintenance-windows", app.base_url))
+            .bearer_auth(token)
+            .json(&good)
+            .send()
+            .await?
+            .status();
+        assert_eq!(status, 403, "{who} may not add windows");
+    }
     assert_eq!(post(good.clone()).await?.status(), 201);
     assert_eq!(post(good).await?.status(), 409);
-    let support = app.vendor_token(Role::Support, "demo");
+    let delete = |id: &str, token: String| {
+        client
+            .delete(format!("{}/api/v1/maintenance-windows/{id}", app.base_url))
+            .bearer_auth(token)
+            .send()
+    };
+    // The operator's windows and another tenant's are not a tenant admin's to remove.
+    assert_eq!(
+        delete("seed-2025-02-01-east-outage", admin.clone())
+            .await?
+            .status(),
+        404
+    );
+    assert_eq!(
+        delete("demo-lan-work", app.vendor_token(Role::Admin, "other"))
+            .await?
+            .status(),
+        404
+    );
+    let (_, listed) = app
+        .get_json(
+            "/api/v1/maintenance-windows",
+            Some(&app.vendor_token(Role::Support, "other")),
+        )
+        .await?;
+    assert!(
+        !listed.to_string().contains("demo-lan-work"),
+        "another tenant does not see demo's own window"
+    );
+    assert!(listed.to_string().contains("seed-2025-02-01-east-outage"));
+    assert_eq!(delete("demo-lan-work", admin.clone()).await?.status(), 204);
     assert_eq!(
         post(json!({})).await?.status(),
         400,
