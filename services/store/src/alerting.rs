@@ -181,6 +181,41 @@ impl Store {
         })
     }
 
+    /// Area and prefecture incidents, newest first (up to `limit`). An association
+    /// sees those of its prefectures and of the areas they lie in.
+    pub async fn incidents(&self, scope: &Scope, limit: u64) -> anyhow::Result<Vec<StoredFinding>> {
+        let visible = match scope {
+            Scope::Tenant(tenant) => Cond::all().add(Expr::col(Scoped::Tenant).eq(tenant.as_str())),
+            Scope::Prefectures(prefectures) => {
+                let mut areas: Vec<&str> = prefectures.iter().map(|p| p.area().as_str()).collect();
+                areas.sort_unstable();
+                areas.dedup();
+                Cond::any()
+                    .add(Expr::col(Scoped::Prefecture).is_in(prefectures.iter().map(|p| p.code())))
+                    .add(
+                        Cond::all()
+                            .add(Expr::col(Scoped::Prefecture).is_null())
+                            .add(Expr::col(Findings::Area).is_in(areas)),
+                    )
+            }
+        };
+        let select = Query::select()
+            .columns(finding_columns())
+            .from(Findings::Table)
+            .and_where(Expr::col(Findings::Kind).eq("area_incident"))
+            .cond_where(visible)
+            .order_by(Findings::Since, Order::Desc)
+            .order_by(Findings::Id, Order::Asc)
+            .limit(limit.clamp(1, 1000))
+            .to_owned();
+        let rows = self
+            .db
+            .query_all(&select)
+            .await
+            .context("reading incidents")?;
+        rows.iter().map(stored_finding).collect()
+    }
+
     /// One finding within `scope`, or `None`.
     pub async fn finding(&self, scope: &Scope, id: Uuid) -> anyhow::Result<Option<StoredFinding>> {
         let select = Query::select()

@@ -157,6 +157,16 @@ pub async fn list_findings(
     Ok(HttpResponse::Ok().json(json!({ "findings": items, "next_cursor": page.next_cursor })))
 }
 
+#[get("/api/v1/incidents")]
+pub async fn list_incidents(
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, WebError> {
+    let incidents = state.store.incidents(&caller.scope, 200).await?;
+    let items: Vec<Value> = incidents.iter().map(|f| finding_json(f, &caller)).collect();
+    Ok(HttpResponse::Ok().json(json!({ "incidents": items })))
+}
+
 /// The caller's tenant, for routes only vendor staff of these roles may use.
 fn staff_tenant<'a>(caller: &'a Caller, roles: &[Role]) -> Result<&'a TenantSlug, WebError> {
     match &caller.scope {

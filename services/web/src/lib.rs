@@ -123,6 +123,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(api::rollout)
         .service(findings_api::list_findings)
         .service(findings_api::ack)
+        .service(findings_api::list_incidents)
         .service(findings_api::list_windows)
         .service(findings_api::add_window)
         .service(findings_api::remove_window)
