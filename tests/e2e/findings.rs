@@ -614,6 +614,9 @@ async fn an_area_outage_is_one_incident_that_folds_the_rest() -> anyhow::Result<
     app.shutdown().await
 }
 
+/// A condition on what Alertmanager lists.
+type AlertsTest = Box<dyn Fn(&[Value]) -> bool>;
+
 /// Alertmanager (a real one on loopback) receives an urgent finding with the §7
 /// labels and its end when the condition clears; an area outage reaches it as one
 /// page, and the page's end when the area recovers.
@@ -637,7 +640,7 @@ async fn alertmanager_receives_pages_urgent_findings_and_their_ends() -> anyhow:
             .cloned()
             .collect::<Vec<_>>()
     };
-    let wait_am = |until: Box<dyn Fn(&[Value]) -> bool>| {
+    let wait_am = |until: AlertsTest| {
         let am = &am;
         async move {
             let deadline = Instant::now() + Duration::from_secs(20);
