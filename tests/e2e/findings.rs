@@ -614,8 +614,21 @@ async fn an_area_outage_is_one_incident_that_folds_the_rest() -> anyhow::Result<
     app.shutdown().await
 }
 
-/// A condition on what Alertmanager lists.
-type AlertsTest = Box<dyn Fn(&[Value]) -> bool>;
+/// What Alertmanager lists once `until` holds of it (bounded wait).
+async fn wait_am(
+    am: &fleet_e2e::Alertmanager,
+    until: impl Fn(&[Value]) -> bool,
+) -> anyhow::Result<Vec<Value>> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let alerts = am.alerts().await?;
+        if until(&alerts) {
+            return Ok(alerts);
+        }
+        anyhow::ensure!(Instant::now() < deadline, "Alertmanager has {alerts:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
 
 /// Alertmanager (a real one on loopback) receives an urgent finding with the §7
 /// labels and its end when the condition clears; an area outage reaches it as one
@@ -640,21 +653,6 @@ async fn alertmanager_receives_pages_urgent_findings_and_their_ends() -> anyhow:
             .cloned()
             .collect::<Vec<_>>()
     };
-    let wait_am = |until: AlertsTest| {
-        let am = &am;
-        async move {
-            let deadline = Instant::now() + Duration::from_secs(20);
-            loop {
-                let alerts = am.alerts().await?;
-                if until(&alerts) {
-                    return anyhow::Ok(alerts);
-                }
-                anyhow::ensure!(Instant::now() < deadline, "Alertmanager has {alerts:#?}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    };
-
     // One clinic's line down while open: urgent, to the support desk.
     let tid = terminal_id(500);
     app.publish(&report(
@@ -673,7 +671,7 @@ async fn alertmanager_receives_pages_urgent_findings_and_their_ends() -> anyhow:
         down(),
     ))
     .await?;
-    let alerts = wait_am(Box::new(|a| !firing(a, "line_auth_down").is_empty())).await?;
+    let alerts = wait_am(&am, |a| !firing(a, "line_auth_down").is_empty()).await?;
     let alert = &firing(&alerts, "line_auth_down")[0];
     let labels = &alert["labels"];
     assert_eq!(labels["severity"], "urgent");
@@ -703,7 +701,7 @@ async fn alertmanager_receives_pages_urgent_findings_and_their_ends() -> anyhow:
         json!({}),
     ))
     .await?;
-    wait_am(Box::new(|a| firing(a, "line_auth_down").is_empty())).await?;
+    wait_am(&am, |a| firing(a, "line_auth_down").is_empty()).await?;
     assert!(
         am.received("resolved").await? > resolved_before,
         "its end was posted"
@@ -746,9 +744,9 @@ async fn alertmanager_receives_pages_urgent_findings_and_their_ends() -> anyhow:
         |l| l.len() == n as usize,
     )
     .await?;
-    let alerts = wait_am(Box::new(|a| {
+    let alerts = wait_am(&am, |a| {
         firing(a, "area_incident").len() == 1 && firing(a, "line_auth_down").is_empty()
-    }))
+    })
     .await?;
     let page = &firing(&alerts, "area_incident")[0];
     assert_eq!(page["labels"]["severity"], "page");
@@ -768,6 +766,6 @@ async fn alertmanager_receives_pages_urgent_findings_and_their_ends() -> anyhow:
         ))
         .await?;
     }
-    wait_am(Box::new(|a| firing(a, "area_incident").is_empty())).await?;
+    wait_am(&am, |a| firing(a, "area_incident").is_empty()).await?;
     app.shutdown().await
 }
