@@ -53,8 +53,12 @@ pub(crate) struct OpenRow {
     pub(crate) campaign: Option<String>,
     pub(crate) status: RowStatus,
     pub(crate) since: DateTime<FixedOffset>,
-    /// The finding as last written; `None` while pending.
-    pub(crate) finding: Option<Finding>,
+    /// The finding's JSON as last written (empty while pending). Compared as text,
+    /// not parsed: most verdicts change nothing, and parsing every open finding of
+    /// every terminal of every batch cost more than judging them.
+    pub(crate) body: String,
+    /// The area incident that folds it (a column: folding leaves the body alone).
+    pub(crate) incident_id: Option<String>,
 }
 
 impl OpenRow {
@@ -84,6 +88,8 @@ pub(crate) struct RowWrite {
     pub(crate) since: DateTime<FixedOffset>,
     /// `None` while pending.
     pub(crate) finding: Option<Finding>,
+    /// `finding` as JSON (empty while pending).
+    pub(crate) body: String,
 }
 
 /// One entry of a finding's history.
@@ -127,7 +133,7 @@ pub(crate) struct Subject<'a> {
     pub(crate) hours: &'a ClinicHours,
     pub(crate) errors: &'a [ReaderError],
     /// Its campaigns, each with whether it was seen during distribution.
-    pub(crate) campaigns: &'a [(Campaign, bool)],
+    pub(crate) campaigns: &'a [(&'a Campaign, bool)],
 }
 
 /// What the rules remember of a terminal, from its open rows.
@@ -143,12 +149,21 @@ pub(crate) fn evaluate(
     previous: &[Condition],
     now: DateTime<FixedOffset>,
 ) -> Evaluation {
-    let windows: Vec<MaintenanceWindow> = context
+    // Almost always every window is the operator's (scope `all`): no copy then.
+    let windows: std::borrow::Cow<'_, [MaintenanceWindow]> = if context
         .windows
         .iter()
-        .filter(|w| w.applies_to(subject.tenant))
-        .cloned()
-        .collect();
+        .all(|w| w.applies_to(subject.tenant))
+    {
+        std::borrow::Cow::Borrowed(&context.windows)
+    } else {
+        context
+            .windows
+            .iter()
+            .filter(|w| w.applies_to(subject.tenant))
+            .cloned()
+            .collect()
+    };
     let campaigns: Vec<CampaignInput<'_>> = subject
         .campaigns
         .iter()
@@ -244,12 +259,13 @@ fn shown_write(
         && finding.status == FindingStatus::Active
     {
         finding.status = FindingStatus::Folded;
-        finding.incident_id = r.finding.as_ref().and_then(|f| f.incident_id.clone());
+        finding.incident_id = r.incident_id.clone();
     }
     let status = RowStatus::Shown(finding.status);
+    let body = serde_json::to_string(&finding).unwrap_or_default();
     if let Some(r) = row
         && r.status == status
-        && r.finding.as_ref() == Some(&finding)
+        && r.body == body
     {
         return None;
     }
@@ -270,6 +286,7 @@ fn shown_write(
         status,
         since: finding.since,
         finding: Some(finding),
+        body,
     })
 }
 
@@ -291,6 +308,7 @@ fn pending_write(
         status: RowStatus::Pending,
         since: condition.since,
         finding: None,
+        body: String::new(),
     })
 }
 
@@ -341,7 +359,8 @@ mod tests {
             campaign: None,
             status,
             since: t(since),
-            finding: f,
+            incident_id: f.as_ref().and_then(|f| f.incident_id.clone()),
+            body: f.map(|f| serde_json::to_string(&f).unwrap()).unwrap_or_default(),
         }
     }
 

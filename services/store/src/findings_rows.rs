@@ -33,7 +33,11 @@ impl RowColumns {
                 prefecture: f.prefecture.map(|p| p.code().to_owned()),
                 area: f.area.map(|a| a.as_str().to_owned()),
                 severity: f.severity.as_str().to_owned(),
-                body: serde_json::to_string(f)?,
+                body: if w.body.is_empty() {
+                    serde_json::to_string(f)?
+                } else {
+                    w.body.clone()
+                },
                 window_id: f.window_id.clone(),
                 incident_id: f.incident_id.clone(),
             },
@@ -61,16 +65,6 @@ pub(crate) fn open_row(
     incident_id: Option<String>,
 ) -> anyhow::Result<OpenRow> {
     let status = RowStatus::parse(status)?;
-    let finding = match status {
-        RowStatus::Pending => None,
-        RowStatus::Shown(shown) => {
-            // Folding (by an area incident) changes the row's columns, not its body.
-            let mut f = parse_finding(body)?;
-            f.status = shown;
-            f.incident_id = incident_id;
-            Some(f)
-        }
-    };
     Ok(OpenRow {
         id: Uuid::parse_str(id)?,
         kind: FindingKind::parse(kind)
@@ -78,7 +72,8 @@ pub(crate) fn open_row(
         campaign: (!campaign.is_empty()).then(|| campaign.to_owned()),
         status,
         since,
-        finding,
+        body: body.to_owned(),
+        incident_id,
     })
 }
 

@@ -271,9 +271,9 @@ pub(crate) async fn write_findings<T: Tx>(
     let mut writes = FindingWrites::default();
     for (id, loaded, state) in subjects {
         let rows = open.get(id).map(Vec::as_slice).unwrap_or_default();
-        let inputs: Vec<(Campaign, bool)> = campaigns
+        let inputs: Vec<(&Campaign, bool)> = campaigns
             .iter()
-            .map(|c| (c.clone(), seen.contains(&(id.clone(), c.id.clone()))))
+            .map(|c| (c, seen.contains(&(id.clone(), c.id.clone()))))
             .collect();
         let errors = errors.get(id).map(Vec::as_slice).unwrap_or_default();
         // Judged after each report the batch applied, in order, each at its own
