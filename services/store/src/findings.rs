@@ -150,20 +150,17 @@ pub(crate) fn evaluate(
     now: DateTime<FixedOffset>,
 ) -> Evaluation {
     // Almost always every window is the operator's (scope `all`): no copy then.
-    let windows: std::borrow::Cow<'_, [MaintenanceWindow]> = if context
-        .windows
-        .iter()
-        .all(|w| w.applies_to(subject.tenant))
-    {
-        std::borrow::Cow::Borrowed(&context.windows)
-    } else {
-        context
-            .windows
-            .iter()
-            .filter(|w| w.applies_to(subject.tenant))
-            .cloned()
-            .collect()
-    };
+    let windows: std::borrow::Cow<'_, [MaintenanceWindow]> =
+        if context.windows.iter().all(|w| w.applies_to(subject.tenant)) {
+            std::borrow::Cow::Borrowed(&context.windows)
+        } else {
+            context
+                .windows
+                .iter()
+                .filter(|w| w.applies_to(subject.tenant))
+                .cloned()
+                .collect()
+        };
     let campaigns: Vec<CampaignInput<'_>> = subject
         .campaigns
         .iter()
@@ -360,7 +357,9 @@ mod tests {
             status,
             since: t(since),
             incident_id: f.as_ref().and_then(|f| f.incident_id.clone()),
-            body: f.map(|f| serde_json::to_string(&f).unwrap()).unwrap_or_default(),
+            body: f
+                .map(|f| serde_json::to_string(&f).unwrap())
+                .unwrap_or_default(),
         }
     }
 
