@@ -542,23 +542,19 @@ async fn hostile_input_to_windows_and_hours() -> anyhow::Result<()> {
     app.shutdown().await
 }
 
-/// A scripted outage of 300 east terminals outside any window: exactly one area
-/// incident (a page, no terminal), and every terminal finding folded under it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_area_outage_is_one_incident_that_folds_the_rest() -> anyhow::Result<()> {
-    let app = TestApp::spawn_with(
-        DbKind::Postgres,
-        &[
-            ("FLEET_CLOCK", "2025-03-04T10:15:00+09:00"),
-            ("FLEET_ALERT_DELIVER_MS", "200"),
-        ],
-    )
-    .await?;
-    let oncall = app.vendor_token(Role::Oncall, "demo");
-    let n = 300u32;
+/// `n` terminals (ids from `first_id`), one per clinic of `prefecture` (codes from
+/// `first_code`), each reporting at 09:50 and then a dropped line at 10:00 and 10:11
+/// of 2025-03-04 (a Tuesday: clinics open).
+async fn publish_outage(
+    app: &TestApp,
+    n: u32,
+    first_id: u32,
+    prefecture: &str,
+    first_code: u32,
+) -> anyhow::Result<()> {
     for i in 0..n {
-        let tid = terminal_id(1000 + i);
-        let clinic = format!("13{:08}", 10_000_000 + i);
+        let tid = terminal_id(first_id + i);
+        let clinic = format!("{prefecture}{:08}", first_code + i);
         app.publish(&report(
             &tid,
             1,
@@ -584,6 +580,24 @@ async fn an_area_outage_is_one_incident_that_folds_the_rest() -> anyhow::Result<
         ))
         .await?;
     }
+    Ok(())
+}
+
+/// A scripted outage of 300 east terminals outside any window: exactly one area
+/// incident (a page, no terminal), and every terminal finding folded under it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_area_outage_is_one_incident_that_folds_the_rest() -> anyhow::Result<()> {
+    let app = TestApp::spawn_with(
+        DbKind::Postgres,
+        &[
+            ("FLEET_CLOCK", "2025-03-04T10:15:00+09:00"),
+            ("FLEET_ALERT_DELIVER_MS", "200"),
+        ],
+    )
+    .await?;
+    let oncall = app.vendor_token(Role::Oncall, "demo");
+    let n = 300u32;
+    publish_outage(&app, n, 1000, "13", 10_000_000).await?;
     let incidents = findings_until(&app, &oncall, "kind=area_incident", |l| !l.is_empty()).await?;
     let folded = findings_until(
         &app,
@@ -709,34 +723,7 @@ async fn alertmanager_receives_pages_urgent_findings_and_their_ends() -> anyhow:
 
     // An outage of 60 west terminals: one page for the area.
     let n = 60u32;
-    for i in 0..n {
-        let tid = terminal_id(600 + i);
-        let clinic = format!("16{:08}", 11_000_000 + i);
-        app.publish(&report(
-            &tid,
-            1,
-            &clinic,
-            "2025-03-04T09:50:00+09:00",
-            json!({}),
-        ))
-        .await?;
-        app.publish(&report(
-            &tid,
-            2,
-            &clinic,
-            "2025-03-04T10:00:00+09:00",
-            down(),
-        ))
-        .await?;
-        app.publish(&report(
-            &tid,
-            3,
-            &clinic,
-            "2025-03-04T10:11:00+09:00",
-            down(),
-        ))
-        .await?;
-    }
+    publish_outage(&app, n, 600, "16", 11_000_000).await?;
     findings_until(
         &app,
         &support,

@@ -22,6 +22,7 @@ use uuid::Uuid;
 use crate::findings_rows::{parse_finding, parse_hours, window_columns, window_of};
 use crate::flow::{self, run_ready};
 use crate::postgres::in_transaction;
+use crate::read::scope_condition;
 use crate::schema::{
     ClinicHours as ClinicHoursTable, FindingEvents, Findings, MaintenanceWindows, Scoped,
 };
@@ -107,15 +108,17 @@ fn stored_finding(row: &sea_orm::QueryResult) -> anyhow::Result<StoredFinding> {
     })
 }
 
-fn scope_condition(scope: &Scope) -> Cond {
-    match scope {
-        Scope::Tenant(tenant) => Cond::all().add(Expr::col(Scoped::Tenant).eq(tenant.as_str())),
-        Scope::Prefectures(prefectures) => Cond::all()
-            .add(Expr::col(Scoped::Prefecture).is_in(prefectures.iter().map(|p| p.code()))),
-    }
-}
-
 impl Store {
+    /// Runs a select of [`finding_columns`] and reads each row as a finding.
+    async fn select_findings(
+        &self,
+        select: &sea_orm::sea_query::SelectStatement,
+        what: &'static str,
+    ) -> anyhow::Result<Vec<StoredFinding>> {
+        let rows = self.db.query_all(select).await.context(what)?;
+        rows.iter().map(stored_finding).collect()
+    }
+
     /// Findings within `scope`, most urgent first (page, urgent, ticket, then oldest
     /// `since`). `cursor` is what the previous page returned.
     pub async fn findings(
@@ -164,15 +167,7 @@ impl Store {
             .order_by(Findings::Id, Order::Asc)
             .limit(limit + 1)
             .offset(offset);
-        let rows = self
-            .db
-            .query_all(&select)
-            .await
-            .context("reading findings")?;
-        let mut findings = rows
-            .iter()
-            .map(stored_finding)
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut findings = self.select_findings(&select, "reading findings").await?;
         let next_cursor = (findings.len() as u64 > limit).then(|| (offset + limit).to_string());
         findings.truncate(limit as usize);
         Ok(FindingPage {
@@ -208,29 +203,7 @@ impl Store {
             .order_by(Findings::Id, Order::Asc)
             .limit(limit.clamp(1, 1000))
             .to_owned();
-        let rows = self
-            .db
-            .query_all(&select)
-            .await
-            .context("reading incidents")?;
-        rows.iter().map(stored_finding).collect()
-    }
-
-    /// One finding within `scope`, or `None`.
-    pub async fn finding(&self, scope: &Scope, id: Uuid) -> anyhow::Result<Option<StoredFinding>> {
-        let select = Query::select()
-            .columns(finding_columns())
-            .from(Findings::Table)
-            .and_where(Expr::col(Findings::Id).eq(id.to_string()))
-            .and_where(Expr::col(Findings::Status).ne("pending"))
-            .cond_where(scope_condition(scope))
-            .to_owned();
-        let row = self
-            .db
-            .query_one(&select)
-            .await
-            .context("reading a finding")?;
-        row.as_ref().map(stored_finding).transpose()
+        self.select_findings(&select, "reading incidents").await
     }
 
     /// Acknowledges a finding of `tenant` as `who` at `now`; `false` when there is no
@@ -339,12 +312,8 @@ impl Store {
             .order_by_expr(Expr::cust(SEVERITY_RANK), Order::Asc)
             .order_by(Findings::Since, Order::Asc)
             .limit(limit);
-        let rows = self
-            .db
-            .query_all(&select)
+        self.select_findings(&select, "reading findings to post")
             .await
-            .context("reading findings to post")?;
-        rows.iter().map(stored_finding).collect()
     }
 
     /// Findings once posted as active that no longer are (resolved, or suppressed
@@ -357,12 +326,8 @@ impl Store {
             .and_where(Expr::col(Findings::Status).ne("active"))
             .limit(limit)
             .to_owned();
-        let rows = self
-            .db
-            .query_all(&select)
+        self.select_findings(&select, "reading ended findings")
             .await
-            .context("reading ended findings")?;
-        rows.iter().map(stored_finding).collect()
     }
 
     /// Records that `ids` were posted: as active at `now`, or (`ended`) their end.

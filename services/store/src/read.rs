@@ -52,7 +52,9 @@ pub struct WorkItem {
     pub terminals: u64,
 }
 
-fn scope_condition(scope: &Scope) -> Cond {
+/// The rows of a scoped table (one with `tenant` and `prefecture` columns) that
+/// `scope` may see.
+pub(crate) fn scope_condition(scope: &Scope) -> Cond {
     match scope {
         Scope::Tenant(tenant) => Cond::all().add(Expr::col(Scoped::Tenant).eq(tenant.as_str())),
         Scope::Prefectures(prefectures) => Cond::all()
